@@ -1,0 +1,17 @@
+"""Datasets as in-memory uint8 tensors: specs, registry and loaders for the supported formats."""
+
+from rdskd_dist.data.loader import SPLITS, load_split
+from rdskd_dist.data.paths import ENV_DATA_ROOT, resolve_data_root
+from rdskd_dist.data.registry import DatasetSpec, get_spec, list_datasets
+from rdskd_dist.data.tensors import ImageTensors
+
+__all__ = [
+    "ENV_DATA_ROOT",
+    "SPLITS",
+    "DatasetSpec",
+    "ImageTensors",
+    "get_spec",
+    "list_datasets",
+    "load_split",
+    "resolve_data_root",
+]

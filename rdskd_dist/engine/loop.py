@@ -1,0 +1,317 @@
+"""The distillation engine: one loop for every method and schedule, in plain PyTorch.
+
+Ray Train, Tune and MLflow wrap it from outside: they pass a `wrap` function for DDP, a
+report callback, and restore `state_dict()`s; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.data import DatasetSpec
+from rdskd_dist.engine.evaluate import autocast
+from rdskd_dist.errors import NonFiniteLossError, UserError
+from rdskd_dist.methods import Method, Terms, get_method_class
+from rdskd_dist.models import create_model
+
+ENGINE_FORMAT = "rdskd-engine/1"
+ReportCallback = Callable[[dict[str, float], Optional[dict[str, Any]]], None]
+_NEVER = 2**62  # "no non-finite value seen" for the per-term first-bad-step trackers
+
+
+def resolve_config(cfg: DistillConfig, spec: DatasetSpec) -> DistillConfig:
+    """Fill every option left as None with the dataset's or the method's reference value."""
+    method = get_method_class(cfg.method)
+    weights = method.default_weights(spec.name)
+    filled = {
+        "student": cfg.student or spec.student_arch,
+        "latent_dim": cfg.latent_dim or spec.latent_dim,
+        "schedule": cfg.schedule or method.schedule,
+        "lr_student": cfg.lr_student or method.lr_student,
+        "student_optimizer": cfg.student_optimizer or method.student_optimizer,
+        "temperature": cfg.temperature or method.temperature,
+        **{k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in weights.items()},
+    }
+    return cfg.model_copy(update=filled)
+
+
+def schedule_steps(cfg: DistillConfig) -> tuple[int, int, int]:
+    """(loop iterations, generator steps, student steps) of a resolved config."""
+    if cfg.schedule == "two_stage":
+        return cfg.generator_steps + cfg.student_steps, cfg.generator_steps, cfg.student_steps
+    if cfg.schedule == "joint":
+        return cfg.student_steps, cfg.student_steps, cfg.student_steps
+    n = cfg.student_steps_per_generator_step
+    if cfg.student_steps % n:
+        raise UserError(f"adversarial schedule: student_steps ({cfg.student_steps}) must be a multiple of "
+                        f"student_steps_per_generator_step ({n})")
+    return cfg.student_steps // n, cfg.student_steps // n, cfg.student_steps
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (calls on it skip DDP's gradient hooks)."""
+    return getattr(module, "module", module)
+
+
+def _step_decay(total_steps: int, fractions: list[float], gamma: float) -> Callable[[int], float]:
+    milestones = sorted(math.floor(f * total_steps) for f in fractions)
+    return lambda step: gamma ** sum(step >= m for m in milestones)
+
+
+@dataclass
+class DistillResult:
+    method: str
+    dataset: str
+    student_arch: str
+    teacher_accuracy: Optional[float]
+    student_accuracy: float
+    iterations: int
+    generator_steps: int
+    student_steps: int
+    train_time_s: float
+    wall_time_s: float
+    samples_per_s: float
+    world_size: int
+    device: str
+
+    def line(self) -> str:
+        teacher = "n/a" if self.teacher_accuracy is None else f"{self.teacher_accuracy:.2f}%"
+        return (f"result: method={self.method} dataset={self.dataset} teacher_acc={teacher} "
+                f"student_acc={self.student_accuracy:.2f}% student={self.student_arch} "
+                f"steps=G{self.generator_steps}/S{self.student_steps} wall={self.wall_time_s:.1f}s "
+                f"samples/s={self.samples_per_s:.0f} workers={self.world_size} device={self.device}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Distiller:
+    """Generator, student, optimisers, method state and counters for one distillation run."""
+
+    def __init__(self, cfg: DistillConfig, teacher: nn.Module, spec: DatasetSpec, device: torch.device, *,
+                 rank: int = 0, world_size: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None):
+        cfg = resolve_config(cfg, spec)
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.rank, self.world_size = rank, world_size
+        self.total_iterations, self.total_g_steps, self.total_s_steps = schedule_steps(cfg)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+        # Per-rank noise so that workers draw different latents (seed + rank).
+        self.noise = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.teacher = teacher.to(device, memory_format=self.memory_format).eval()
+        generator = create_model("dafl_generator", latent_dim=cfg.latent_dim, out_channels=spec.channels,
+                                 image_size=spec.image_size, final_bn_eps=cfg.generator_bn_eps)
+        student = create_model(cfg.student, num_classes=spec.num_classes, in_channels=spec.channels,
+                               image_size=spec.image_size)
+        self.method: Method = get_method_class(cfg.method)(cfg, self.teacher, student, self.noise)
+        extra = self.method.student_modules()
+        self.extra = extra.to(device, memory_format=self.memory_format) if extra is not None else None
+        wrap = wrap or (lambda m: m)
+        self.generator = wrap(generator.to(device, memory_format=self.memory_format))
+        self.student = wrap(student.to(device, memory_format=self.memory_format))
+
+        self.opt_g = torch.optim.Adam(unwrap(self.generator).parameters(), lr=cfg.lr_generator)
+        s_params = list(unwrap(self.student).parameters()) + (list(self.extra.parameters()) if self.extra else [])
+        if cfg.student_optimizer == "sgd":
+            self.opt_s = torch.optim.SGD(s_params, lr=cfg.lr_student, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        else:
+            self.opt_s = torch.optim.Adam(s_params, lr=cfg.lr_student, weight_decay=cfg.weight_decay)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(
+            self.opt_g, _step_decay(self.total_g_steps, cfg.lr_decay_at, cfg.lr_decay))
+        self.sched_s = torch.optim.lr_scheduler.LambdaLR(
+            self.opt_s, _step_decay(self.total_s_steps, cfg.lr_decay_at, cfg.lr_decay))
+
+        self.iteration = self.g_step = self.s_step = 0
+        self.train_time_s = 0.0
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._first_bad: dict[str, torch.Tensor] = {}
+        self._interval_samples = 0
+
+    # ---------------------------------------------------------------- steps
+    def _latents(self) -> torch.Tensor:
+        return torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device, generator=self.noise)
+
+    def _record(self, prefix: str, terms: Terms) -> None:
+        """Accumulate term values on the device: no host synchronisation in the hot loop."""
+        step = torch.tensor(self.iteration, device=self.device)
+        for name, value in terms.items():
+            key = f"{prefix}/{name}"
+            value = value.detach().float()
+            if key not in self._sums:
+                self._sums[key] = torch.zeros((), device=self.device)
+                self._counts[key] = 0
+            if key not in self._first_bad:
+                self._first_bad[key] = torch.full((), _NEVER, device=self.device, dtype=torch.long)
+            self._sums[key] += value
+            self._counts[key] += 1
+            bad = ~torch.isfinite(value)
+            self._first_bad[key] = torch.where(bad, torch.minimum(self._first_bad[key], step), self._first_bad[key])
+
+    def _set_student_trainable(self, trainable: bool) -> None:
+        for p in unwrap(self.student).parameters():
+            p.requires_grad_(trainable)
+
+    def generator_step(self) -> tuple[torch.Tensor, Any]:
+        cfg = self.cfg
+        self.generator.train()
+        self._set_student_trainable(False)  # the student is only a function of x here
+        with autocast(self.device, cfg.precision):
+            x = self.generator(self._latents())
+            teacher_out = self.method.teacher_forward(x, for_generator=True)
+            terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self.g_step)
+        self.opt_g.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.opt_g.step()
+        self.sched_g.step()
+        self._set_student_trainable(True)
+        self.g_step += 1
+        self._interval_samples += cfg.batch_size
+        self._record("g", terms)
+        return x.detach(), type(teacher_out)(*(t.detach() if t is not None else None for t in teacher_out))
+
+    @torch.no_grad()
+    def _fresh_batch(self, generator_train_mode: bool) -> tuple[torch.Tensor, Any]:
+        generator = unwrap(self.generator).train(generator_train_mode)
+        with autocast(self.device, self.cfg.precision):
+            x = generator(self._latents())
+            teacher_out = self.method.teacher_forward(x, for_generator=False)
+        self._interval_samples += self.cfg.batch_size
+        return x, teacher_out
+
+    def student_step(self, x: torch.Tensor, teacher_out: Any) -> None:
+        self.student.train()
+        with autocast(self.device, self.cfg.precision):
+            terms = self.method.student_loss(x, teacher_out, self.student)
+        self.opt_s.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if self.extra is not None and self.world_size > 1 and dist.is_initialized():
+            for p in self.extra.parameters():  # not inside DDP: average their gradients by hand
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world_size
+        self.opt_s.step()
+        self.sched_s.step()
+        self.s_step += 1
+        self._record("s", terms)
+
+    def step(self) -> None:
+        """One loop iteration of the configured schedule."""
+        cfg = self.cfg
+        if cfg.schedule == "two_stage":
+            if self.iteration < cfg.generator_steps:
+                self.generator_step()
+            else:
+                self.student_step(*self._fresh_batch(generator_train_mode=False))
+        elif cfg.schedule == "joint":
+            self.student_step(*self.generator_step())
+        else:  # adversarial: n student steps on fresh samples, then one generator step
+            for _ in range(cfg.student_steps_per_generator_step):
+                self.student_step(*self._fresh_batch(generator_train_mode=True))
+            self.generator_step()
+        self.iteration += 1
+
+    # ---------------------------------------------------------------- reporting
+    def _reduce_metrics(self, interval_s: float) -> dict[str, float]:
+        keys = sorted(self._sums)
+        means = torch.stack([self._sums[k] / max(self._counts[k], 1) for k in keys]) if keys else torch.zeros(0)
+        first_bad = torch.stack([self._first_bad[k] for k in keys]) if keys else torch.zeros(0, dtype=torch.long)
+        if self.world_size > 1 and dist.is_initialized():
+            dist.all_reduce(means)
+            means /= self.world_size
+            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+        bad = [(int(s), k) for k, s in zip(keys, first_bad.tolist()) if s < _NEVER]
+        if bad:
+            step, key = min(bad)
+            raise NonFiniteLossError(step, key)
+        metrics = dict(zip(keys, means.tolist()))
+        metrics.update({
+            "iteration": self.iteration, "g_step": self.g_step, "s_step": self.s_step,
+            "lr_generator": self.opt_g.param_groups[0]["lr"], "lr_student": self.opt_s.param_groups[0]["lr"],
+            "samples_per_s": self._interval_samples * self.world_size / max(interval_s, 1e-9),
+            "train_time_s": self.train_time_s,
+        })
+        self._sums.clear()
+        self._counts.clear()
+        self._interval_samples = 0
+        return metrics
+
+    def run(self, on_report: ReportCallback | None = None) -> None:
+        """Train from the current state to the end of the budget, reporting every `log_every` steps.
+
+        `on_report(metrics, checkpoint)` gets a checkpoint (this engine's `state_dict()`) every
+        `checkpoint_every` steps and at the end when checkpointing is on.
+        """
+        cfg = self.cfg
+        interval_start = time.perf_counter()
+        while self.iteration < self.total_iterations:
+            self.step()
+            last = self.iteration == self.total_iterations
+            if self.iteration % cfg.log_every == 0 or last:
+                now = time.perf_counter()
+                metrics = self._reduce_metrics(now - interval_start)  # syncs with the device once
+                now = time.perf_counter()
+                self.train_time_s += now - interval_start
+                metrics["train_time_s"] = self.train_time_s
+                interval_start = now
+                wants_checkpoint = cfg.checkpoint_every and (self.iteration % cfg.checkpoint_every == 0 or last)
+                if on_report is not None:
+                    on_report(metrics, self.state_dict() if wants_checkpoint else None)
+                interval_start = time.perf_counter()  # exclude callback (checkpoint I/O) time
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: weights, optimisers, RNGs, counters."""
+        rng = {"noise": self.noise.get_state(), "torch": torch.get_rng_state(),
+               "python": list(random.getstate()[1])}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": ENGINE_FORMAT,
+            "config": self.cfg.model_dump(mode="json"),
+            "iteration": self.iteration, "g_step": self.g_step, "s_step": self.s_step,
+            "train_time_s": self.train_time_s,
+            "generator": unwrap(self.generator).state_dict(), "student": unwrap(self.student).state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_s": self.opt_s.state_dict(),
+            "sched_g": self.sched_g.state_dict(), "sched_s": self.sched_s.state_dict(),
+            "method": self.method.state_dict(), "rng": rng,
+            "pending": {"sums": dict(self._sums), "counts": dict(self._counts),
+                        "first_bad": dict(self._first_bad), "samples": self._interval_samples},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != ENGINE_FORMAT:
+            raise UserError(f"not an rdskd-dist engine checkpoint (format {state.get('format')!r})")
+        if state["config"]["method"] != self.cfg.method:
+            raise UserError(f"checkpoint is for method {state['config']['method']!r}, not {self.cfg.method!r}")
+        self.iteration, self.g_step, self.s_step = state["iteration"], state["g_step"], state["s_step"]
+        self.train_time_s = state["train_time_s"]
+        unwrap(self.generator).load_state_dict(state["generator"])
+        unwrap(self.student).load_state_dict(state["student"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_s.load_state_dict(state["opt_s"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_s.load_state_dict(state["sched_s"])
+        self.method.load_state_dict(state["method"])
+        rng = state["rng"]
+        self.noise.set_state(rng["noise"])
+        torch.set_rng_state(rng["torch"])
+        random.setstate((3, tuple(rng["python"]), None))
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        pending = state["pending"]
+        self._sums = {k: v.to(self.device) for k, v in pending["sums"].items()}
+        self._counts = dict(pending["counts"])
+        self._first_bad = {k: v.to(self.device) for k, v in pending["first_bad"].items()}
+        self._interval_samples = pending["samples"]

@@ -1,0 +1,96 @@
+"""One distillation in this process: load the teacher, run the engine, evaluate, write outputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.data import get_spec, load_split
+from rdskd_dist.engine.evaluate import evaluate_accuracy
+from rdskd_dist.engine.loop import DistillResult, Distiller, ReportCallback, unwrap
+from rdskd_dist.errors import UserError
+from rdskd_dist.io import atomic_torch_save, atomic_write_json, safe_torch_load
+from rdskd_dist.models import model_spec
+from rdskd_dist.teachers import load_teacher, teacher_from_module
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name} requested but CUDA is not available on this machine")
+    return device
+
+def prepare_teacher(cfg: DistillConfig, teacher: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The frozen teacher and its metadata, from `cfg.teacher` or a module passed from Python."""
+    spec = get_spec(cfg.dataset)
+    if teacher is not None:
+        return teacher_from_module(teacher, spec)
+    if not cfg.teacher:
+        raise UserError("no teacher given: pass --teacher PATH (train one with python -m rdskd_dist.teacher)")
+    return load_teacher(cfg.teacher, spec, arch=cfg.teacher_arch, sha256=cfg.teacher_sha256)
+
+def save_student(model: nn.Module, path: Path, extra: dict[str, Any]) -> None:
+    """The student as a weights-only checkpoint: state_dict plus the spec that rebuilds its class."""
+    module = unwrap(model)
+    atomic_torch_save({"format": "rdskd-student/1", "arch": model_spec(module),
+                       "state_dict": module.state_dict(), **extra}, path)
+
+def finish(engine: Distiller, teacher_meta: dict[str, Any], test_data, wall_start: float) -> DistillResult:
+    """Evaluate the student (and the teacher) on the test split at the end of the budget."""
+    cfg = engine.cfg
+    kwargs = dict(batch_size=cfg.eval_batch_size, precision=cfg.precision, channels_last=cfg.channels_last,
+                  rank=engine.rank, world_size=engine.world_size)
+    student_acc = evaluate_accuracy(unwrap(engine.student), test_data, engine.device, **kwargs)
+    teacher_acc = teacher_meta.get("test_accuracy")
+    if cfg.eval_teacher:
+        teacher_acc = evaluate_accuracy(engine.teacher, test_data, engine.device, **kwargs)
+    samples = (engine.g_step + engine.s_step) * cfg.batch_size * engine.world_size
+    if cfg.schedule == "joint":  # one batch serves both networks
+        samples = engine.g_step * cfg.batch_size * engine.world_size
+    return DistillResult(
+        method=cfg.method, dataset=cfg.dataset, student_arch=cfg.student, teacher_accuracy=teacher_acc,
+        student_accuracy=student_acc, iterations=engine.iteration, generator_steps=engine.g_step,
+        student_steps=engine.s_step, train_time_s=engine.train_time_s, wall_time_s=time.perf_counter() - wall_start,
+        samples_per_s=samples / max(engine.train_time_s, 1e-9), world_size=engine.world_size,
+        device=str(engine.device.type))
+
+def run_distillation(cfg: DistillConfig, teacher: nn.Module | None = None,
+                     on_report: ReportCallback | None = None) -> DistillResult:
+    """Run one distillation in this process (the path that `--workers 0` takes)."""
+    wall_start = time.perf_counter()
+    spec = get_spec(cfg.dataset)
+    test_data = load_split(cfg.dataset, "test", cfg.data_root, download=cfg.download)
+    teacher_module, teacher_meta = prepare_teacher(cfg, teacher)
+    device = resolve_device(cfg.device)
+    engine = Distiller(cfg, teacher_module, spec, device)
+    if cfg.checkpoint is not None and cfg.checkpoint.exists():
+        engine.load_state_dict(safe_torch_load(cfg.checkpoint, "checkpoint"))
+
+    def report(metrics: dict[str, float], checkpoint: dict[str, Any] | None) -> None:
+        if checkpoint is not None and cfg.checkpoint is not None:
+            atomic_torch_save(checkpoint, cfg.checkpoint)
+        if on_report is not None:
+            on_report(metrics, checkpoint)
+
+    engine.run(report)
+    result = finish(engine, teacher_meta, test_data, wall_start)
+    if cfg.output is not None:
+        write_outputs(cfg.output, engine, result, teacher_meta)
+    return result
+
+def write_outputs(out: Path, engine: Distiller, result: DistillResult, teacher_meta: dict[str, Any]) -> None:
+    save_student(engine.student, out / "student.pt", {"dataset": engine.cfg.dataset,
+                                                      "test_accuracy": result.student_accuracy})
+    atomic_write_json({**result.to_dict(), "config": engine.cfg.model_dump(mode="json"),
+                       "teacher": {k: v for k, v in teacher_meta.items() if k != "path"}}, out / "result.json")
+
+ProgressCallback = Callable[[dict[str, float], Any], None]

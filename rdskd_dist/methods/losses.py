@@ -1,0 +1,94 @@
+"""Loss terms shared by the methods (all computed in fp32, whatever the autocast dtype)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def onehot_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Authenticity: cross-entropy of the teacher's logits against their own argmax."""
+    logits = logits.float()
+    return F.cross_entropy(logits, logits.argmax(dim=1))
+
+
+def info_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Class diversity: sum_c pbar_c ln pbar_c (negative entropy of the batch-mean prediction)."""
+    mean_p = F.softmax(logits.float(), dim=1).mean(dim=0)
+    return torch.special.xlogy(mean_p, mean_p).sum()
+
+
+def inter_sample_diversity_loss(logits: torch.Tensor, x: torch.Tensor, eps: float = 1e-20) -> torch.Tensor:
+    """||softmax(T(x2)) - softmax(T(x1))||_F / (||x2 - x1||_F + eps) over the batch's two halves."""
+    half = logits.shape[0] // 2
+    p = F.softmax(logits.float(), dim=1)
+    x = x.float()
+    num = torch.linalg.vector_norm(p[half:2 * half] - p[:half])
+    return num / (torch.linalg.vector_norm(x[half:2 * half] - x[:half]) + eps)
+
+
+def activation_loss(penultimate: torch.Tensor) -> torch.Tensor:
+    """DAFL's activation term: minus the mean absolute penultimate activation."""
+    return -penultimate.float().abs().mean()
+
+
+def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """tau^2 * KL(softmax(t / tau) || softmax(s / tau)), averaged over the batch."""
+    t = temperature
+    log_q = F.log_softmax(student_logits.float() / t, dim=1)
+    log_p = F.log_softmax(teacher_logits.float() / t, dim=1)
+    return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * (t * t)
+
+
+def l1_logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """DFAD's discrepancy: mean absolute difference between logits."""
+    return (student_logits.float() - teacher_logits.float()).abs().mean()
+
+
+def activation_boundary_loss(student_pre: torch.Tensor, teacher_pre: torch.Tensor, margin: float) -> torch.Tensor:
+    """Heo et al.'s activation-boundary loss, averaged over neurons and samples.
+
+    Penalises a student pre-activation that is on the wrong side of zero (or within the
+    margin of it) relative to the teacher's: (s + mu)^2 [t <= 0][s > -mu] + (s - mu)^2 [t > 0][s < mu].
+    """
+    s, t = student_pre.float(), teacher_pre.float().detach()
+    off = (s + margin).pow(2) * ((t <= 0) & (s > -margin)) + (s - margin).pow(2) * ((t > 0) & (s < margin))
+    return off.mean()
+
+
+class BNStatsLoss:
+    """Sum over a network's BN layers of ||mu(x) - running_mean||_2 + ||var(x) - running_var||_2.
+
+    Forward hooks record each BN input's batch statistics while `recording` is on, so that
+    the teacher forward pass the method already does yields the term without a second pass.
+    """
+
+    def __init__(self, bn_layers: list[nn.modules.batchnorm._BatchNorm]):
+        self.bn_layers = bn_layers
+        self.recording = False
+        self._terms: list[torch.Tensor] = []
+        self._handles = [bn.register_forward_hook(self._hook) for bn in bn_layers]
+
+    def _hook(self, module: nn.modules.batchnorm._BatchNorm, inputs, _output) -> None:
+        if not self.recording:
+            return
+        x = inputs[0].float()
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+        self._terms.append(torch.linalg.vector_norm(mean - module.running_mean)
+                           + torch.linalg.vector_norm(var - module.running_var))
+
+    def start(self) -> None:
+        self._terms.clear()
+        self.recording = True
+
+    def collect(self) -> torch.Tensor:
+        self.recording = False
+        total = torch.stack(self._terms).sum()
+        self._terms.clear()
+        return total
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
