@@ -33,6 +33,8 @@ class DistillConfig(BaseModel):
     generator_steps: PositiveInt = Field(2400, description="generator steps of a two-stage schedule's first stage")
     student_steps: PositiveInt = Field(2000, description="student optimisation steps")
     student_steps_per_generator_step: PositiveInt = Field(5, description="adversarial schedule: student steps per generator step")
+    sample_pool: int = Field(0, ge=0, description="two-stage: generate this many batches once from the frozen "
+                                                  "generator and draw student batches from them (0: fresh samples every step)")
     batch_size: PositiveInt = Field(512, description="generated samples per step (per worker when distributed)")
 
     # optimisation

@@ -45,7 +45,7 @@ def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):
 
     def on_report(metrics, _ckpt):
         reports.append(metrics)
-        if stop_after is not None and len(reports) == stop_after:
+        if stop_after is not None and len(reports) == stop_after:  # after the checkpoint was written
             raise KeyboardInterrupt
 
     try:
@@ -55,13 +55,16 @@ def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):
     return reports, result
 
 
-@pytest.mark.parametrize("method", ["rdskd", "dafl", "dfad", "dfad_ar_vi"])
-def test_save_restore_continue_is_bit_identical(digits_teacher, tmp_path, method):
-    straight, result = _losses(digits_teacher, method)
+@pytest.mark.parametrize("method,extra", [
+    ("rdskd", {}), ("rdskd", {"sample_pool": 3, "penalty_refresh": "ema"}), ("dafl", {}), ("dfad", {}),
+    ("dfad_ar_vi", {}),
+])
+def test_save_restore_continue_is_bit_identical(digits_teacher, tmp_path, method, extra):
+    straight, result = _losses(digits_teacher, method, **extra)
     ckpt = tmp_path / "engine.pt"
-    first, _ = _losses(digits_teacher, method, checkpoint=ckpt, stop_after=2)
+    first, _ = _losses(digits_teacher, method, checkpoint=ckpt, stop_after=3, **extra)  # stops in stage 2
     assert ckpt.exists()
-    resumed, resumed_result = _losses(digits_teacher, method, checkpoint=ckpt)
+    resumed, resumed_result = _losses(digits_teacher, method, checkpoint=ckpt, **extra)
     drop = lambda ms: [{k: v for k, v in m.items() if k not in ("samples_per_s", "train_time_s")} for m in ms]  # noqa: E731
     assert drop(first + resumed) == drop(straight)  # exact equality: no tolerance
     assert resumed_result.student_accuracy == result.student_accuracy

@@ -132,6 +132,7 @@ class Distiller:
         self.sched_s = torch.optim.lr_scheduler.LambdaLR(
             self.opt_s, _step_decay(self.total_s_steps, cfg.lr_decay_at, cfg.lr_decay))
 
+        self._pool: tuple[torch.Tensor, Any] | None = None
         self.iteration = self.g_step = self.s_step = 0
         self.train_time_s = 0.0
         self._sums: dict[str, torch.Tensor] = {}
@@ -187,8 +188,31 @@ class Distiller:
         with autocast(self.device, self.cfg.precision):
             x = generator(self._latents())
             teacher_out = self.method.teacher_forward(x, for_generator=False)
-        self._interval_samples += self.cfg.batch_size
         return x, teacher_out
+
+    @torch.no_grad()
+    def _pooled_batch(self) -> tuple[torch.Tensor, Any]:
+        """A batch drawn from samples the frozen generator made once (and the teacher's outputs on them).
+
+        The pool has its own seed, so a run resumed mid-stage rebuilds exactly the same pool.
+        """
+        if self._pool is None:
+            pool_noise = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1000 + self.rank + 7919)
+            generator = unwrap(self.generator).eval()
+            xs, outs = [], []
+            keep_features = self.method.teacher_features_for_student
+            for _ in range(self.cfg.sample_pool):
+                z = torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device, generator=pool_noise)
+                with autocast(self.device, self.cfg.precision):
+                    x = generator(z)
+                    out = self.method.teacher_forward(x, for_generator=False)
+                xs.append(x)
+                outs.append(out if keep_features else type(out)(out.logits, None, None))
+            self._pool = (torch.cat(xs), type(outs[0])(*(
+                torch.cat(parts) if parts[0] is not None else None for parts in zip(*outs))))
+        x, out = self._pool
+        idx = torch.randint(0, x.shape[0], (self.cfg.batch_size,), device=self.device, generator=self.noise)
+        return x[idx], type(out)(*(t[idx] if t is not None else None for t in out))
 
     def student_step(self, x: torch.Tensor, teacher_out: Any) -> None:
         self.student.train()
@@ -204,6 +228,7 @@ class Distiller:
         self.opt_s.step()
         self.sched_s.step()
         self.s_step += 1
+        self._interval_samples += self.cfg.batch_size
         self._record("s", terms)
 
     def step(self) -> None:
@@ -212,6 +237,8 @@ class Distiller:
         if cfg.schedule == "two_stage":
             if self.iteration < cfg.generator_steps:
                 self.generator_step()
+            elif cfg.sample_pool:
+                self.student_step(*self._pooled_batch())
             else:
                 self.student_step(*self._fresh_batch(generator_train_mode=False))
         elif cfg.schedule == "joint":

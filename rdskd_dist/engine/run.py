@@ -53,9 +53,8 @@ def finish(engine: Distiller, teacher_meta: dict[str, Any], test_data, wall_star
     teacher_acc = teacher_meta.get("test_accuracy")
     if cfg.eval_teacher:
         teacher_acc = evaluate_accuracy(engine.teacher, test_data, engine.device, **kwargs)
+    # samples/s counts every sample a training step consumed, generator and student steps alike
     samples = (engine.g_step + engine.s_step) * cfg.batch_size * engine.world_size
-    if cfg.schedule == "joint":  # one batch serves both networks
-        samples = engine.g_step * cfg.batch_size * engine.world_size
     return DistillResult(
         method=cfg.method, dataset=cfg.dataset, student_arch=cfg.student, teacher_accuracy=teacher_acc,
         student_accuracy=student_acc, iterations=engine.iteration, generator_steps=engine.g_step,

@@ -1,0 +1,274 @@
+"""The sweep spec: one pydantic model (extra keys forbidden) loaded from YAML plus command-line overrides.
+
+A spec names the sweep, its mode, the methods, the base distillation options (a `DistillConfig`
+block), where the teacher comes from, the search space, the design size, seeds, per-trial
+resources and the objective. Relative paths in `base` (teacher, data_root) and `output` are
+resolved against the current working directory when the spec is loaded, so trials (which Tune may
+run in another folder) only ever see absolute paths.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, create_model, \
+    field_validator, model_validator
+
+from rdskd_dist.cli import YamlFile
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.errors import UserError
+from rdskd_dist.teacher import TeacherConfig
+
+# DistillConfig fields a search space may vary, and whether they are integers.
+SWEEPABLE: dict[str, bool] = {
+    "w_oh": False, "w_ie": False, "w_ds": False, "w_a": False, "w_bn": False,
+    "lr_generator": False, "lr_student": False, "temperature": False, "momentum": False, "weight_decay": False,
+    "ar_weight": False, "ar_margin": False, "vi_weight": False, "vi_alpha": False, "generator_bn_eps": False,
+    "batch_size": True, "latent_dim": True,
+}
+# Options that belong to the sweep rather than to one distillation: the spec sets them per trial.
+TRIAL_OWNED = {"method", "seed", "output", "checkpoint"}
+
+# The teacher_train block: TeacherConfig minus what the sweep decides (dataset, data, output file).
+_TEACHER_SKIP = {"dataset", "data_root", "download", "out"}
+TeacherTrainSpec = create_model(
+    "TeacherTrainSpec",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: (field.annotation, field) for name, field in TeacherConfig.model_fields.items() if name not in _TEACHER_SKIP},
+)
+
+
+class Dim(BaseModel):
+    """One axis of the search space.
+
+    `relative: true` (default): values are multipliers of the method's reference value (its
+    resolved DistillConfig value: the method's reference weight, lr, ... or the base option),
+    so x0.1..x10 means the same for every method. `relative: false`: absolute values.
+    Either a range (`low`, `high`, log scale by default) or a list of `choices`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: Optional[float] = Field(None, description="lower end of the range")
+    high: Optional[float] = Field(None, description="upper end of the range")
+    log: bool = Field(True, description="log-uniform between low and high (else uniform)")
+    relative: bool = Field(True, description="values multiply the method's reference value")
+    choices: Optional[list[float]] = Field(None, min_length=1, description="discrete values instead of a range")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Dim":
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either low/high or choices, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices)")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0 (got {self.low})")
+        return self
+
+    def value(self, u: float) -> float:
+        """The design value at unit coordinate u in [0, 1)."""
+        if self.choices is not None:
+            return float(self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)])
+        if self.log:
+            return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+        return float(self.low + u * (self.high - self.low))
+
+    def contains(self, x: float) -> bool:
+        if self.choices is not None:
+            return x in self.choices
+        return self.low * (1 - 1e-9) <= x <= self.high * (1 + 1e-9)
+
+
+class TrialResources(BaseModel):
+    """What one trial reserves. workers 0: the trial runs the engine in its own process (no Ray Train);
+    workers >= 1: the trial builds and fits a Ray Train TorchTrainer with that many workers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(0, ge=0, description="Ray Train workers per trial (0: run in the trial's own process)")
+    cpus_per_worker: PositiveFloat = Field(1.0, description="CPUs per worker (the trial itself when workers is 0)")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker (the trial itself when workers is 0)")
+    trial_cpus: PositiveFloat = Field(0.01, description="CPU reserved by the trial process when workers >= 1 "
+                                                        "(it only waits on its Train run)")
+
+    def per_trial(self) -> tuple[float, float]:
+        """(CPUs, GPUs) one running trial holds, its Train workers included."""
+        if self.workers == 0:
+            return self.cpus_per_worker, self.gpus_per_worker
+        return self.trial_cpus + self.workers * self.cpus_per_worker, self.workers * self.gpus_per_worker
+
+
+class Objective(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field("student_accuracy", description="final metric to optimise (optimize mode)")
+    mode: Literal["max", "min"] = "max"
+
+
+class EarlyStopping(BaseModel):
+    """ASHA in optimize mode. Its metric must be reported during training: the student's training
+    loss `s/total` (minimised) against the fraction of the student's steps done."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    metric: str = "s/total"
+    mode: Literal["max", "min"] = "min"
+    grace_period: PositiveFloat = Field(0.25, description="fraction of the student's steps before any stop")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="sweep name (its folder under output)")
+    mode: Literal["robustness", "optimize"] = "robustness"
+    methods: list[str] = Field(..., min_length=1)
+    reference_method: str = Field("rdskd", description="paired differences are taken against this method")
+    base: DistillConfig = Field(default_factory=DistillConfig, description="distillation options shared by every trial")
+    teacher_train: Optional[TeacherTrainSpec] = Field(  # type: ignore[valid-type]
+        None, description="train the teacher once into the sweep folder (when base.teacher is not given)")
+    space: dict[str, Dim] = Field(default_factory=dict)
+    num_points: PositiveInt = Field(8, description="robustness: Sobol points; optimize: trials per method")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="seeds run at every point")
+    design_seed: int = Field(0, description="scrambling seed of the Sobol design (optimize: the TPE seed)")
+    max_concurrent: PositiveInt = 2
+    trial: TrialResources = Field(default_factory=TrialResources)
+    objective: Objective = Field(default_factory=Objective)
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    output: Path = Field(Path("sweeps"), description="parent folder of the sweep folder")
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: list[str]) -> list[str]:
+        from rdskd_dist.methods import list_methods
+
+        unknown = [m for m in methods if m not in list_methods()]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; valid: {', '.join(list_methods())}")
+        if len(set(methods)) != len(methods):
+            raise ValueError("methods are listed twice")
+        return methods
+
+    @field_validator("space")
+    @classmethod
+    def _sweepable(cls, space: dict[str, Dim]) -> dict[str, Dim]:
+        for name, dim in space.items():
+            if name not in SWEEPABLE:
+                raise ValueError(f"{name!r} cannot be swept; sweepable options: {', '.join(sorted(SWEEPABLE))}")
+        return space
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds are listed twice")
+        return seeds
+
+    @model_validator(mode="after")
+    def _check(self) -> "SweepSpec":
+        owned = sorted(k for k in TRIAL_OWNED if k in self.base.model_fields_set)
+        if owned:
+            raise ValueError(f"base.{owned[0]} is set per trial by the sweep; remove it "
+                             "(methods, seeds and the sweep folder are spec options)")
+        if self.base.teacher is None and self.teacher_train is None:
+            raise ValueError("no teacher: set base.teacher (a checkpoint file) or add a teacher_train block")
+        if self.base.teacher is not None and self.teacher_train is not None:
+            raise ValueError("give base.teacher or teacher_train, not both")
+        if self.mode == "optimize" and not self.space:
+            raise ValueError("optimize mode needs a search space")
+        return self
+
+    # ------------------------------------------------------------ derived
+    @property
+    def sweep_dir(self) -> Path:
+        return self.output / self.name
+
+    @property
+    def reference(self) -> str:
+        """The method paired differences are taken against (the first method if RDSKD is not swept)."""
+        return self.reference_method if self.reference_method in self.methods else self.methods[0]
+
+    def design_dump(self) -> dict[str, Any]:
+        """Everything that decides what the trials compute: a resumed sweep must match it."""
+        data = self.model_dump(mode="json", exclude={"max_concurrent", "output", "name"})
+        data["trial"] = {"workers": self.trial.workers}  # world size changes the effective batch
+        return data
+
+
+RUNTIME_FIELDS = {"max_concurrent", "output", "name"}  # may differ between a sweep and its resumption
+
+
+def _absolute(path: Optional[Path | str]) -> Optional[Path]:
+    if path is None or "://" in str(path):
+        return path if path is None else Path(str(path))
+    return Path(path).expanduser().resolve()
+
+
+def absolutize(spec: SweepSpec) -> SweepSpec:
+    """Resolve relative paths against the current folder (trials may run elsewhere)."""
+    base = spec.base.model_copy(update={
+        "data_root": _absolute(spec.base.data_root),
+        "teacher": str(_absolute(spec.base.teacher)) if spec.base.teacher and "://" not in spec.base.teacher else spec.base.teacher,
+    })
+    return spec.model_copy(update={"base": base, "output": _absolute(spec.output)})
+
+
+def _format(exc: ValidationError, source: Optional[YamlFile], cli_paths: set[tuple]) -> str:
+    """pydantic's complaints on one line; keys from the YAML file get file:line, command-line ones do not."""
+    parts = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        name = ".".join(str(p) for p in loc) or "spec"
+        from_cli = any(loc[:len(p)] == p for p in cli_paths)
+        prefix = ""
+        if source is not None and not from_cli:
+            prefix = (source.where(loc) or str(source.path)) + ": "
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown option"
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg = f"{msg} (got {err['input']!r})"
+        parts.append(f"{prefix}{name}: {msg}")
+    return "invalid sweep spec: " + "; ".join(parts)
+
+
+def load_spec(path: Optional[str | Path], overrides: Optional[dict[str, Any]] = None,
+              base_overrides: Optional[dict[str, Any]] = None, data: Optional[dict[str, Any]] = None) -> SweepSpec:
+    """Load a spec file (or `data`), apply command-line overrides, validate, make paths absolute."""
+    source = YamlFile(path) if path is not None else None
+    merged: dict[str, Any] = dict(source.data if source else (data or {}))
+    overrides = overrides or {}
+    base_overrides = dict(base_overrides or {})
+    cli_paths: set[tuple] = set()
+    for key, value in overrides.items():
+        if "." in key:  # e.g. trial.workers
+            head, tail = key.split(".", 1)
+            merged[head] = {**(merged.get(head) or {}), tail: value}
+        else:
+            merged[key] = value
+        cli_paths.add(tuple(key.split(".")))
+    if base_overrides:
+        if "teacher" in base_overrides:  # a teacher on the command line replaces the spec's teacher_train
+            merged.pop("teacher_train", None)
+        merged["base"] = {**(merged.get("base") or {}), **base_overrides}
+        cli_paths.update(("base", k) for k in base_overrides)
+    try:
+        spec = SweepSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise UserError(_format(exc, source, cli_paths)) from None
+    return absolutize(spec)
+
+
+def spec_yaml(spec: SweepSpec) -> str:
+    import yaml
+
+    data = spec.model_dump(mode="json", exclude_defaults=False)
+    data["base"] = spec.base.model_dump(mode="json", exclude_unset=True)
+    return yaml.safe_dump(data, sort_keys=False)

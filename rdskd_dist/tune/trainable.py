@@ -1,0 +1,175 @@
+"""The Tune trial: a function trainable that runs one distillation and reports one ledger row.
+
+* `trial.workers >= 1`: the trial builds a Ray Train `TorchTrainer` with the adapter's
+  `build_trainer(..., callbacks=[SweepReportCallback(...)])` and fits it. The callback is Tune's
+  `TuneReportCallback` (it forwards every Train report to this trial) with two changes to the
+  forwarded metrics: the Train loop's final `done: 1` becomes `train_done: 1` (Tune reads `done`
+  as "stop this trial now", which would race with the trial's closing report) and
+  `student_progress` (student steps done / budget) is added as ASHA's time axis.
+* `trial.workers == 0`: the trial runs the plain-PyTorch engine in its own process
+  (`run_distillation`), forwarding the same metrics with `tune.report`. (Ray Train's local mode,
+  `num_workers=0`, cannot run inside a Tune trial: `ray.train.report` raises in a Tune session.)
+
+Every trial ends with one closing report that holds the final metrics plus `row`, the JSON of
+its ledger row (status ok or failed, error message, hyperparameters, paths). A trial never
+raises for a failed distillation (NaN, bad option, crashed workers): the failure is the row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.errors import one_line
+
+# Final metrics of a distillation (DistillResult fields) copied into the row.
+RESULT_FIELDS = ("student_accuracy", "teacher_accuracy", "iterations", "generator_steps", "student_steps",
+                 "train_time_s", "wall_time_s", "samples_per_s", "world_size", "device")
+# Resolved options recorded in every row (the swept ones among them hold the values actually used).
+CONFIG_FIELDS = ("w_oh", "w_ie", "w_ds", "w_a", "w_bn", "lr_generator", "lr_student", "batch_size", "latent_dim",
+                 "temperature", "schedule", "student", "precision")
+
+
+def forwarded(metrics: dict[str, Any], student_steps: int) -> dict[str, Any]:
+    """A Train report as Tune should see it: `done` renamed, `student_progress` added."""
+    out = dict(metrics)
+    if "done" in out:
+        out["train_done"] = out.pop("done")
+        out["student_progress"] = 1.0
+    elif "s_step" in out:
+        out["student_progress"] = float(out["s_step"]) / max(student_steps, 1)
+    return out
+
+
+class SweepReportCallback(TuneReportCallback):
+    """`TuneReportCallback` (runs in the Train controller) with `forwarded` applied to each report."""
+
+    def __init__(self, student_steps: int):
+        super().__init__()
+        self.student_steps = student_steps
+
+    def after_report(self, run_context, metrics, checkpoint):
+        metrics = [forwarded(metrics[0], self.student_steps), *metrics[1:]]
+        super().after_report(run_context, metrics, checkpoint)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the root cause: a worker's exception inside Ray Train's wrappers, without traceback."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        exc = failures[min(failures)]
+    exc = getattr(exc, "controller_failure", exc)
+    cause = getattr(exc, "cause", None)  # RayTaskError-style wrappers keep the original
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = str(exc)
+    if "Traceback (most recent call last)" in text:  # a stringified remote traceback: keep its last line
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = lines[-1] if lines else text
+    name = type(exc).__name__
+    text = one_line(Exception(text)) if text else name
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def trial_config(ctx: dict[str, Any], method: str, seed: int, values: dict[str, Any], out: Path | None) -> DistillConfig:
+    base = DistillConfig.model_validate(ctx["base"])
+    return base.model_copy(update={"method": method, "seed": seed, "output": out, **values})
+
+
+def _set_threads(cpus: float) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, math.floor(cpus)))
+
+
+def _run_in_process(cfg: DistillConfig, ctx: dict[str, Any], student_steps: int) -> tuple[dict[str, Any], dict]:
+    from ray import tune
+
+    from rdskd_dist.engine.run import run_distillation
+
+    _set_threads(ctx["trial"]["cpus_per_worker"])
+    result = run_distillation(cfg, on_report=lambda m, _c: tune.report(forwarded(m, student_steps)))
+    paths = {"result_path": str(cfg.output) if cfg.output else None, "checkpoint_path": None}
+    return {**result.to_dict(), "train_done": 1}, paths
+
+
+def _run_on_train(cfg: DistillConfig, ctx: dict[str, Any], key: str, student_steps: int) -> tuple[dict[str, Any], dict]:
+    from rdskd_dist.adapters.ray_train import ScaleConfig, build_trainer
+
+    trial = ctx["trial"]
+    scale = ScaleConfig(workers=trial["workers"], cpus_per_worker=trial["cpus_per_worker"],
+                        gpus_per_worker=trial["gpus_per_worker"], max_failures=0)
+    # A fresh Train run name per attempt: an interrupted trial is rerun from its start.
+    run_name = f"{key}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    trainer = build_trainer(cfg.model_copy(update={"output": None}), scale,
+                            callbacks=[SweepReportCallback(student_steps)],
+                            run_name=run_name, storage=ctx["train_storage"])
+    result = trainer.fit()
+    metrics = dict(result.metrics or {})
+    if not metrics.get("done"):
+        raise RuntimeError(f"Ray Train run {run_name} ended without a final result")
+    metrics = forwarded(metrics, student_steps)
+    paths = {"result_path": str(Path(ctx["train_storage"]) / run_name),
+             "checkpoint_path": result.checkpoint.path if result.checkpoint else None}
+    return metrics, paths
+
+
+def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
+    """The function trainable. `config["plan"]`: key/method/point/seed/x (robustness) or `config["x"]`
+    (optimize: design values from the searcher; the method and seed come from `ctx`)."""
+    from ray import tune
+
+    from rdskd_dist.data import get_spec
+    from rdskd_dist.engine.loop import resolve_config
+    from rdskd_dist.tune.design import apply_design
+    from rdskd_dist.tune.spec import Dim
+
+    started = time.time()
+    trial_id = tune.get_context().get_trial_id()
+    if "plan" in config:
+        plan = dict(config["plan"])
+    else:
+        x = {k: float(v) for k, v in (config.get("x") or {}).items()}
+        plan = {"key": f"{ctx['method']}-{trial_id}", "method": ctx["method"], "point": None,
+                "seed": ctx["seeds"][0], "x": x}
+    space = {name: Dim.model_validate(d) for name, d in ctx["space"].items()}
+    key, method = plan["key"], plan["method"]
+    row: dict[str, Any] = {
+        "sweep": ctx["sweep"], "mode": ctx["mode"], "key": key, "method": method, "point": plan["point"],
+        "seed": plan["seed"], "trial_id": trial_id, "attempt": ctx["attempt"], "started_at": started,
+        "status": "failed", "error": None,
+        **{f"mult_{name}": plan["x"][name] for name, dim in space.items() if dim.relative},
+    }
+    metrics: dict[str, Any] = {}
+    try:
+        base = DistillConfig.model_validate(ctx["base"])
+        values = apply_design(base, method, space, plan["x"])
+        out = Path(ctx["sweep_dir"]) / "trials" / key if ctx["trial"]["workers"] == 0 else None
+        cfg = trial_config(ctx, method, plan["seed"], values, out)
+        resolved = resolve_config(cfg, get_spec(cfg.dataset))
+        row.update({name: getattr(resolved, name) for name in CONFIG_FIELDS})
+        row.update({"budget_generator_steps": resolved.generator_steps, "budget_student_steps": resolved.student_steps,
+                    "config_json": resolved.model_dump_json()})
+        if ctx["trial"]["workers"] == 0:
+            metrics, paths = _run_in_process(cfg, ctx, resolved.student_steps)
+        else:
+            metrics, paths = _run_on_train(cfg, ctx, key, resolved.student_steps)
+        row.update(paths)
+        row.update({k: metrics.get(k) for k in RESULT_FIELDS})
+        acc = metrics.get("student_accuracy")
+        if acc is None or not math.isfinite(float(acc)):
+            raise RuntimeError(f"no finite student accuracy in the final result (got {acc!r})")
+        row["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a failed row, never a lost trial
+        row["status"], row["error"], row["student_accuracy"] = "failed", describe_error(exc), None
+        metrics = {k: v for k, v in metrics.items() if k != "student_accuracy"}  # a failed trial is never scored
+    row["finished_at"] = time.time()
+    closing = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    tune.report({**closing, "row_status": row["status"], "row": json.dumps(row, default=str)})

@@ -1,0 +1,187 @@
+"""The Ray Train adapter on a real local Ray (2 CPUs), no mocks.
+
+One module-scoped Ray instance and teacher; tiny budgets (G4/S6 at batch 32 on digits) so the
+whole module stays around two minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local test cluster
+
+import pytest
+import torch
+
+from rdskd_dist.adapters.ray_train import (
+    CRASH_ENV,
+    CRASH_MARKER,
+    ReportLog,
+    ScaleConfig,
+    dedupe_reports,
+    read_report_log,
+    train_on_ray,
+)
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.engine import run_distillation
+from rdskd_dist.io import safe_torch_load
+from rdskd_dist.train import main as train_main
+
+ray = pytest.importorskip("ray")
+
+BUDGET = dict(generator_steps=4, student_steps=6)  # two-stage: 10 iterations
+ITERATIONS = list(range(1, 11))
+
+
+def loss_terms(metrics: dict) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if "/" in k}
+
+
+def assert_same_losses(a: list[dict], b: list[dict], rel: float = 1e-5) -> None:
+    assert [m["iteration"] for m in a] == [m["iteration"] for m in b]
+    for x, y in zip(a, b):
+        tx, ty = loss_terms(x), loss_terms(y)
+        assert tx.keys() == ty.keys() and tx, (x, y)
+        for key in tx:
+            assert math.isclose(tx[key], ty[key], rel_tol=rel, abs_tol=1e-6), (x["iteration"], key, tx[key], ty[key])
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    from rdskd_dist.teacher import TeacherConfig, train_teacher
+    from rdskd_dist.teachers import save_teacher
+
+    out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    model, accuracy = train_teacher(TeacherConfig(dataset="digits", epochs=3, out=out), log=lambda _: None)
+    save_teacher(model, out, dataset="digits", test_accuracy=accuracy)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def distill_config(teacher: Path, **overrides) -> DistillConfig:
+    values = dict(dataset="digits", teacher=str(teacher), batch_size=32, log_every=1, checkpoint_every=2,
+                  seed=0, device="cpu", eval_batch_size=512, **BUDGET)
+    return DistillConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def two_workers(teacher, local_ray, tmp_path_factory):
+    """The reference 2-worker run (no failure); test 3 compares the crashed run with it."""
+    storage = tmp_path_factory.mktemp("two_workers")
+    log = storage / "reports.jsonl"
+    scale = ScaleConfig(workers=2, cpus_per_worker=1, storage=str(storage), run_name="two")
+    result = train_on_ray(distill_config(teacher), scale, callbacks=[ReportLog(log)])
+    return result, read_report_log(log, dedupe=False), storage / "two"
+
+
+# ---------------------------------------------------------------- fast checks, no Ray
+
+def test_dedupe_reports_drops_the_failed_attempts_redone_steps():
+    raw = [{"iteration": i} for i in (1, 2, 3)] + [{"iteration": i} for i in (3, 4, 5)] + [{"done": 1}]
+    assert [r.get("iteration") for r in dedupe_reports(raw)] == [1, 2, 3, 4, 5, None]
+    raw = [{"iteration": i} for i in (2, 4, 6)] + [{"iteration": i} for i in (4, 6, 8)]  # resumed from 2
+    assert [r["iteration"] for r in dedupe_reports(raw)] == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "-1"], "workers: Input should be greater than or equal to 0"),
+    (["--workers", "2", "--checkpoint", "x.pt"], "--checkpoint is for in-process runs"),
+    (["--workers", "1", "--gpus-per-worker", "1", "--device", "cpu"], "--device cpu with --gpus-per-worker"),
+    (["--workers", "1", "--cpus-per-worker", "0"], "cpus_per_worker: Input should be greater than 0"),
+])
+def test_cli_rejects_bad_scale_options_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_main(["--teacher", "t.pt", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- real Ray runs
+
+def test_two_cpu_workers_complete_with_outputs(two_workers):
+    result, reports, run_dir = two_workers
+    assert result["done"] == 1 and result["world_size"] == 2
+    assert 0.0 <= result["student_accuracy"] <= 100.0 and result["teacher_accuracy"] > 20.0
+    assert (result["iterations"], result["generator_steps"], result["student_steps"]) == (10, 4, 6)
+    assert [r["iteration"] for r in reports if "iteration" in r] == ITERATIONS  # no restart, no duplicate
+    assert reports[-1]["done"] == 1 and reports[-1]["checkpoint"]
+    for name in ("student.pt", "result.json"):  # in the run folder and in the final checkpoint
+        assert (run_dir / name).is_file() and (Path(result["checkpoint"]) / name).is_file()
+    student = safe_torch_load(run_dir / "student.pt", "student")
+    assert student["format"] == "rdskd-student/1" and student["arch"]["name"] == result["student_arch"]
+    engine = safe_torch_load(Path(result["checkpoint"]) / "engine.pt", "checkpoint")
+    assert engine["iteration"] == 10 and len(engine["ranks"]) == 2
+    assert not torch.equal(engine["ranks"][0]["rng"]["noise"], engine["ranks"][1]["rng"]["noise"])
+
+
+def test_one_ray_worker_matches_the_in_process_engine(teacher, local_ray, tmp_path):
+    cfg = distill_config(teacher)
+    in_process: list[dict] = []
+    reference = run_distillation(cfg, on_report=lambda m, _ckpt: in_process.append(m))
+
+    log = tmp_path / "reports.jsonl"
+    scale = ScaleConfig(workers=1, cpus_per_worker=2, storage=str(tmp_path), run_name="one")  # 2 threads, as here
+    result = train_on_ray(cfg, scale, callbacks=[ReportLog(log)])
+    on_ray = [r for r in read_report_log(log) if "iteration" in r]
+
+    assert len(in_process) == 10
+    assert_same_losses(in_process, on_ray)
+    assert result["world_size"] == 1
+    assert result["student_accuracy"] == pytest.approx(reference.student_accuracy, abs=1e-9)
+
+
+def test_worker_crash_resumes_from_checkpoint_without_losing_or_repeating_steps(
+        teacher, local_ray, two_workers, tmp_path, monkeypatch):
+    monkeypatch.setenv(CRASH_ENV, "4")  # rank 1 dies at iteration 4, after reports 1-3 (checkpoint at 2)
+    log = tmp_path / "reports.jsonl"
+    scale = ScaleConfig(workers=2, cpus_per_worker=1, storage=str(tmp_path), run_name="crash", max_failures=1)
+    result = train_on_ray(distill_config(teacher), scale, callbacks=[ReportLog(log)])
+
+    assert (tmp_path / "crash" / CRASH_MARKER).is_file()  # the crash did fire
+    raw = [r["iteration"] for r in read_report_log(log, dedupe=False) if "iteration" in r]
+    assert raw == [1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10]  # step 3 redone after resuming from step 2
+    # Exactly the requested steps: the final counters equal the budget ...
+    assert (result["iterations"], result["generator_steps"], result["student_steps"]) == (10, 4, 6)
+    # ... and each step reported once after dropping the failed attempt's redone report.
+    reports = [r for r in read_report_log(log) if "iteration" in r]
+    assert [r["iteration"] for r in reports] == ITERATIONS
+    assert [(r["g_step"], r["s_step"]) for r in reports] == [(min(i, 4), max(0, i - 4)) for i in ITERATIONS]
+    # The checkpointed history (what a resumed run carries forward) agrees.
+    saved = json.loads((Path(result["checkpoint"]) / "history.json").read_text())
+    assert [m["iteration"] for m in saved] == ITERATIONS
+    # Resuming is exact: the same losses and accuracy as the run that never failed.
+    reference, reference_reports, _ = two_workers
+    assert_same_losses([r for r in reference_reports if "iteration" in r], reports)
+    assert result["student_accuracy"] == pytest.approx(reference["student_accuracy"], abs=1e-9)
+
+
+def test_cli_runs_two_workers_from_yaml_and_flags(teacher, local_ray, tmp_path):
+    (tmp_path / "job.yaml").write_text(
+        f"dataset: digits\nteacher: {teacher}\nworkers: 2\ncpus_per_worker: 1\n"
+        f"generator_steps: 4\nstudent_steps: 6\nbatch_size: 32\nlog_every: 2\n")
+    env = {**os.environ, "RAY_ADDRESS": local_ray}  # join the test's Ray instead of starting one
+    env.pop(CRASH_ENV, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdskd_dist.train", "--config", str(tmp_path / "job.yaml"),
+         "--storage", str(tmp_path / "runs"), "--run-name", "cli", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("result: ")]
+    assert len(lines) == 1, proc.stdout[-3000:]
+    assert "workers=2" in lines[0] and "steps=G4/S6" in lines[0] and "student_acc=" in lines[0]
+    assert (tmp_path / "out" / "student.pt").is_file() and (tmp_path / "out" / "result.json").is_file()
+    assert (tmp_path / "runs" / "cli" / "student.pt").is_file()
