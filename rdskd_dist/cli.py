@@ -115,6 +115,8 @@ def format_validation_error(exc: ValidationError, source: YamlFile | None = None
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown option"
+        elif err["type"] == "value_error":  # our own validators already name the value
+            msg = msg.removeprefix("Value error, ")
         elif "input" in err and not isinstance(err["input"], (dict, list)):
             msg = f"{msg} (got {err['input']!r})"
         parts.append(f"{prefix}{name}: {msg}")

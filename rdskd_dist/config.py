@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator,
+                      model_validator)
 
 Schedule = Literal["two_stage", "joint", "adversarial"]
 
@@ -75,6 +76,27 @@ class DistillConfig(BaseModel):
     eval_teacher: bool = Field(True, description="also evaluate the teacher on the test split")
     output: Optional[Path] = Field(None, description="folder for the student, its spec and result.json")
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from rdskd_dist.data import list_datasets
+
+        return _known("dataset", name, list_datasets())
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from rdskd_dist.methods import list_methods
+
+        return _known("method", name, list_methods())
+
+    @field_validator("student", "teacher_arch")
+    @classmethod
+    def _known_classifier(cls, name: Optional[str]) -> Optional[str]:
+        from rdskd_dist.models import list_models
+
+        return None if name is None else _known("model", name, list_models("classifier"))
+
     @model_validator(mode="after")
     def _check(self) -> "DistillConfig":
         if self.checkpoint_every and self.checkpoint_every % self.log_every:
@@ -82,3 +104,9 @@ class DistillConfig(BaseModel):
         if any(not 0.0 < f < 1.0 for f in self.lr_decay_at):
             raise ValueError("lr_decay_at holds fractions strictly between 0 and 1")
         return self
+
+
+def _known(kind: str, name: str, valid: list[str]) -> str:
+    if name not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
+    return name

@@ -1,0 +1,162 @@
+"""PNG plots of a sweep (matplotlib, Agg): accuracy per method, accuracy against each swept option,
+and Optuna parameter importances (from a study rebuilt from the Parquet rows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rdskd_dist.tune.spec import Dim, SweepSpec
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ok(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    return [r for r in rows if r["method"] == method and r.get("status") == "ok"]
+
+
+def design_value(row: dict[str, Any], name: str, dim: Dim) -> float | None:
+    value = row.get(f"mult_{name}") if dim.relative else row.get(name)
+    return None if value is None else float(value)
+
+
+def accuracy_by_method(rows: list[dict[str, Any]], spec: SweepSpec, path: Path) -> Path:
+    """Box + strip per method; in robustness mode the trials of one point and seed are joined by lines."""
+    plt = _plt()
+    methods = spec.methods
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(methods), 4.2))
+    rng = np.random.default_rng(0)
+    jitter = {r["key"]: rng.uniform(-0.08, 0.08) for r in rows}
+    data = [[float(r["student_accuracy"]) for r in _ok(rows, m)] for m in methods]
+    if any(data):
+        ax.boxplot([d if d else [np.nan] for d in data], positions=range(len(methods)), widths=0.45,
+                   showfliers=False, medianprops={"color": "black"})
+    if spec.mode == "robustness":
+        units: dict[tuple, list[tuple[float, float]]] = {}
+        for i, m in enumerate(methods):
+            for r in _ok(rows, m):
+                units.setdefault((r["point"], r["seed"]), []).append((i + jitter[r["key"]], float(r["student_accuracy"])))
+        for pts in units.values():
+            if len(pts) > 1:
+                xs, ys = zip(*sorted(pts))
+                ax.plot(xs, ys, color="0.6", alpha=0.45, linewidth=0.8, zorder=1)
+    for i, m in enumerate(methods):
+        ok = _ok(rows, m)
+        ax.scatter([i + jitter[r["key"]] for r in ok], [float(r["student_accuracy"]) for r in ok], s=18, zorder=3,
+                   color=f"C{i}")
+    labels = []
+    for m in methods:
+        bad = sum(1 for r in rows if r["method"] == m and r.get("status") != "ok")
+        labels.append(f"{m}\n({bad} not scored)" if bad else m)
+    ax.set_xticks(range(len(methods)), labels)
+    ax.set_ylabel("student test accuracy (%)")
+    ax.set_title(f"{spec.name}: accuracy per method" + (" (lines: same point and seed)" if spec.mode == "robustness" else ""))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path) -> Path | None:
+    """One panel per swept option: accuracy against its design value (multiplier when relative)."""
+    if not spec.space:
+        return None
+    plt = _plt()
+    n = len(spec.space)
+    cols = min(n, 3)
+    nrows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    for k, (name, dim) in enumerate(spec.space.items()):
+        ax = axes[k // cols][k % cols]
+        for i, m in enumerate(spec.methods):
+            pts = [(design_value(r, name, dim), float(r["student_accuracy"])) for r in _ok(rows, m)]
+            pts = [p for p in pts if p[0] is not None]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.scatter(xs, ys, s=16, color=f"C{i}", label=m, alpha=0.85)
+        if dim.log and dim.choices is None:
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{name} (x reference)" if dim.relative else name)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=8)
+    for k in range(n, nrows * cols):
+        axes[k // cols][k % cols].axis("off")
+    fig.suptitle(f"{spec.name}: accuracy against each swept option")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[str, float]]:
+    """Optuna's parameter importances per method, from a study rebuilt from the ok rows."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {name: (CategoricalDistribution(list(dim.choices)) if dim.choices is not None
+                    else FloatDistribution(dim.low, dim.high, log=dim.log)) for name, dim in spec.space.items()}
+    out: dict[str, dict[str, float]] = {}
+    for m in spec.methods:
+        trials = []
+        for r in _ok(rows, m):
+            params = {}
+            for name, dim in spec.space.items():
+                v = design_value(r, name, dim)
+                if v is None:
+                    break
+                params[name] = v if dim.choices is not None else min(max(v, dim.low), dim.high)
+            else:
+                trials.append(optuna.trial.create_trial(params=params, distributions=dists,
+                                                        value=float(r["student_accuracy"])))
+        if len(trials) < 3 or len({t.value for t in trials}) < 2:
+            continue
+        study = optuna.create_study(direction="maximize")
+        study.add_trials(trials)
+        try:
+            out[m] = {k: float(v) for k, v in optuna.importance.get_param_importances(study, seed=0).items()}
+        except Exception:  # noqa: BLE001 - importances are a nicety; too few or degenerate trials
+            continue
+    return out
+
+
+def importance_plot(imp: dict[str, dict[str, float]], spec: SweepSpec, path: Path) -> Path | None:
+    if not imp:
+        return None
+    plt = _plt()
+    names = list(spec.space)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names) * max(1, len(imp)) / 2, 3.8))
+    width = 0.8 / len(imp)
+    for i, (m, values) in enumerate(imp.items()):
+        ax.bar(np.arange(len(names)) + i * width - 0.4 + width / 2, [values.get(n, 0.0) for n in names], width,
+               label=m, color=f"C{spec.methods.index(m)}")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("importance (fANOVA)")
+    ax.set_title(f"{spec.name}: Optuna parameter importances")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def make_plots(rows: list[dict[str, Any]], spec: SweepSpec, folder: Path) -> list[Path]:
+    folder = Path(folder) / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [accuracy_by_method(rows, spec, folder / "accuracy_by_method.png"),
+            accuracy_vs_options(rows, spec, folder / "accuracy_vs_options.png")]
+    if spec.mode == "optimize" or len(rows) >= 6:
+        made.append(importance_plot(importances(rows, spec), spec, folder / "importances.png"))
+    return [p for p in made if p is not None]

@@ -1,0 +1,73 @@
+"""One compact status line while a sweep runs: trials done / running / failed and the best so far.
+
+On a terminal the line is redrawn in place (rich Live); otherwise (logs, CI, pipes) one line is
+printed each time a trial finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from rich.console import Console
+from rich.text import Text
+
+
+class ProgressLine:
+    def __init__(self, name: str, total: int, console: Optional[Console] = None, done: int = 0, failed: int = 0,
+                 best: Optional[tuple[float, str]] = None):
+        self.name, self.total = name, total
+        self.console = console or Console(stderr=True)
+        self.done, self.failed, self.running = done, failed, 0
+        self.best = best
+        self.start = time.monotonic()
+        self._live = None
+
+    # ------------------------------------------------------------ events
+    def trial_started(self) -> None:
+        self.running += 1
+        self._refresh()
+
+    def trial_finished(self, row: dict[str, Any]) -> None:
+        self.running = max(0, self.running - 1)
+        self.done += 1
+        if row.get("status") != "ok":
+            self.failed += 1
+        elif self.best is None or float(row["student_accuracy"]) > self.best[0]:
+            self.best = (float(row["student_accuracy"]), row["key"])
+        if self._live is None:
+            self.console.print(self.line(row), highlight=False)
+        self._refresh()
+
+    # ------------------------------------------------------------ rendering
+    def line(self, last: Optional[dict[str, Any]] = None) -> str:
+        elapsed = int(time.monotonic() - self.start)
+        parts = [f"{self.name}: {self.done}/{self.total} done"]
+        if self.failed:
+            parts[0] += f" ({self.failed} failed)"
+        parts.append(f"{self.running} running")
+        parts.append(f"best {self.best[0]:.2f}% {self.best[1]}" if self.best else "best -")
+        if last is not None:
+            acc = last.get("student_accuracy")
+            what = f"{acc:.2f}%" if last.get("status") == "ok" and acc is not None else last.get("status")
+            parts.append(f"last {last['key']} {what}")
+        parts.append(f"{elapsed // 60}m{elapsed % 60:02d}s")
+        return " · ".join(parts)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(Text(self.line()))
+
+    def __enter__(self) -> "ProgressLine":
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(Text(self.line()), console=self.console, refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.update(Text(self.line()))
+            self._live.__exit__(*exc)
+            self._live = None

@@ -1,0 +1,384 @@
+"""Run a sweep on Ray Tune: the sweep folder, the teacher, the Tuner(s), the ledger, the summary.
+
+Robustness mode is one Tune grid over the precomputed (method, point, seed) trials, so pairing is
+exact by construction and every trial gets the same budget (no scheduler, no early stopping).
+Optimize mode runs one Tuner per method: Optuna TPE (`OptunaSearch`, its study kept in
+`optuna.db`) proposes design values, ASHA stops trials whose student training loss `s/total` is
+poor at 25/50% of the student's steps (`student_progress`), and the objective is the final
+`student_accuracy`.
+
+Resources: a trial with `workers: 0` reserves its `cpus_per_worker`/`gpus_per_worker` and runs the
+engine itself; with `workers >= 1` it reserves `trial_cpus` (0.01) while its Train workers reserve
+theirs. The number of concurrent trials is capped so that every running trial's Train workers fit
+in the cluster at once: a trial can then never wait for CPUs that other trials' workers hold
+(the deadlock behind `WorkerGroupStartupTimeoutError`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.console import Console
+
+from rdskd_dist.errors import UserError
+from rdskd_dist.io import atomic_write_json, atomic_write_text, sha256_file
+from rdskd_dist.tune.design import robustness_design
+from rdskd_dist.tune.ledger import SweepFolder
+from rdskd_dist.tune.progress import ProgressLine
+from rdskd_dist.tune.report import rich_table, summarize, write_summary
+from rdskd_dist.tune.spec import RUNTIME_FIELDS, SweepSpec, load_spec, spec_yaml
+
+QUIET_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",  # paths are absolute anyway; keep trials in the driver's folder
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # the objective only exists in a trial's closing report
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial CSV/TensorBoard files: the ledger is the record
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+
+
+@dataclass
+class SweepOutcome:
+    spec: SweepSpec
+    folder: SweepFolder
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    complete: bool
+    plots: list[Path]
+
+
+# ---------------------------------------------------------------- ray
+
+def init_ray(address: Optional[str] = None, verbose: bool = False) -> bool:
+    """Join `address` / $RAY_ADDRESS, or start a quiet local Ray. True when started here."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    level = logging.INFO if verbose else logging.WARNING
+    if address:
+        ray.init(address=address, log_to_driver=verbose, logging_level=level)
+    else:
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=level)
+    return True
+
+
+def _quiet_logs(verbose: bool) -> None:
+    if not verbose:
+        for name in ("ray", "ray.tune", "ray.train", "ray.air", "optuna"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        except ImportError:  # pragma: no cover
+            pass
+
+
+def concurrency(spec: SweepSpec, console: Console) -> int:
+    """`max_concurrent`, lowered so that all running trials and their Train workers fit at once."""
+    import ray
+
+    resources = ray.cluster_resources()
+    cpus, gpus = spec.trial.per_trial()
+    cap = spec.max_concurrent
+    have_cpu = float(resources.get("CPU", 0))
+    cap = min(cap, math.floor(have_cpu / cpus + 1e-6))
+    if gpus > 0:
+        cap = min(cap, math.floor(float(resources.get("GPU", 0)) / gpus + 1e-6))
+    if cap < 1:
+        raise UserError(f"one trial needs {cpus:g} CPUs and {gpus:g} GPUs (trial plus {spec.trial.workers} workers) but "
+                        f"the Ray cluster has {have_cpu:g} CPUs and {float(resources.get('GPU', 0)):g} GPUs")
+    if cap < spec.max_concurrent:
+        console.print(f"note: {cap} trials at a time (not {spec.max_concurrent}): each holds {cpus:g} CPUs"
+                      + (f" and {gpus:g} GPUs" if gpus else "") + f" and the cluster has {have_cpu:g} CPUs",
+                      highlight=False)
+    return cap
+
+
+# ---------------------------------------------------------------- folder and teacher
+
+def prepare_folder(spec: SweepSpec, resume: bool) -> SweepFolder:
+    folder = SweepFolder(spec.sweep_dir)
+    if folder.spec_file.is_file():
+        saved = load_spec(folder.spec_file)
+        mine, theirs = spec.design_dump(), saved.design_dump()
+        if mine != theirs:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise UserError(f"sweep folder {folder.path} holds a different sweep (differs in: {', '.join(diff)}); "
+                            "use another --name or --output")
+        finished = len(folder.rows())
+        if finished and not resume:
+            raise UserError(f"sweep folder {folder.path} already has {finished} finished trials: pass --resume to "
+                            "continue it (or to report it again), or use another --name")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(spec_yaml(spec), folder.spec_file)
+    return folder
+
+
+def ensure_teacher(spec: SweepSpec, folder: SweepFolder, console: Console) -> SweepSpec:
+    """The spec with base.teacher set: the given file, or one trained once into the sweep folder."""
+    if spec.teacher_train is None:
+        return spec
+    path = folder.path / "teacher.pt"
+    if not path.is_file():
+        from rdskd_dist.teacher import TeacherConfig, train_teacher
+        from rdskd_dist.teachers import save_teacher
+
+        cfg = TeacherConfig(dataset=spec.base.dataset, data_root=spec.base.data_root, download=spec.base.download,
+                            out=path, **spec.teacher_train.model_dump())
+        start = time.perf_counter()
+        with console.status(f"training the {spec.base.dataset} teacher ({cfg.epochs} epochs) into {path}"):
+            model, accuracy = train_teacher(cfg, log=lambda _msg: None)
+        save_teacher(model, path, dataset=spec.base.dataset, test_accuracy=accuracy)
+        console.print(f"teacher: {model.spec['name']} on {spec.base.dataset}, test accuracy {accuracy:.2f}%, "
+                      f"{time.perf_counter() - start:.0f}s -> {path}", highlight=False)
+    base = spec.base.model_copy(update={"teacher": str(path), "teacher_sha256": sha256_file(path)})
+    return spec.model_copy(update={"base": base})
+
+
+# ---------------------------------------------------------------- the Tune callback
+
+def _define_callback():
+    from ray.tune import Callback
+
+    class SweepCallback(Callback):
+        """Runs on the Tune driver: writes each finished trial's ledger row, keeps the status line."""
+
+        def __init__(self, folder: SweepFolder, spec: SweepSpec, progress: ProgressLine, ctx: dict[str, Any]):
+            self.folder, self.spec, self.progress, self.ctx = folder, spec, progress, ctx
+            self.rows: dict[str, dict[str, Any]] = {}
+            self.started: dict[str, float] = {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.started[trial.trial_id] = time.time()
+            self.progress.trial_started()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "row" in result:
+                self.rows[trial.trial_id] = json.loads(result["row"])
+
+        def _fallback(self, trial, status: str, error: str) -> dict[str, Any]:
+            """A row for a trial that never sent its closing report (stopped early, or its process died)."""
+            config = trial.config
+            if "plan" in config:
+                plan = config["plan"]
+            else:
+                plan = {"key": f"{self.ctx['method']}-{trial.trial_id}", "method": self.ctx["method"], "point": None,
+                        "seed": self.ctx["seeds"][0], "x": dict(config.get("x") or {})}
+            last = trial.last_result or {}
+            return {"sweep": self.spec.name, "mode": self.spec.mode, "key": plan["key"], "method": plan["method"],
+                    "point": plan["point"], "seed": plan["seed"], "status": status, "error": error,
+                    "trial_id": trial.trial_id, "attempt": self.ctx["attempt"],
+                    "started_at": self.started.get(trial.trial_id), "finished_at": time.time(),
+                    "iterations": last.get("iteration"),
+                    **{f"mult_{k}": v for k, v in plan["x"].items() if self.spec.space[k].relative}}
+
+        def _finish(self, row: dict[str, Any]) -> None:
+            self.folder.record(row)
+            self.folder.write_parquet(design_columns=[k for k, d in self.spec.space.items() if d.relative])
+            self.progress.trial_finished(row)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            row = self.rows.pop(trial.trial_id, None)
+            if row is None:
+                last = trial.last_result or {}
+                if self.spec.mode == "optimize":
+                    metric = self.spec.early_stopping.metric
+                    row = self._fallback(trial, "stopped", (
+                        f"stopped early by ASHA at {100 * float(last.get('student_progress', 0)):.0f}% of the "
+                        f"student's steps ({metric}={last.get(metric)})"))
+                else:
+                    row = self._fallback(trial, "failed", "trial ended without a final report")
+            self._finish(row)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            row = self.rows.pop(trial.trial_id, None)
+            if row is None:
+                from rdskd_dist.tune.trainable import describe_error
+
+                err = trial.get_error()
+                row = self._fallback(trial, "failed", describe_error(err) if err is not None else "trial process failed")
+            self._finish(row)
+
+    return SweepCallback
+
+
+# ---------------------------------------------------------------- running
+
+def _context(spec: SweepSpec, folder: SweepFolder, attempt: str) -> dict[str, Any]:
+    return {
+        "sweep": spec.name, "mode": spec.mode, "sweep_dir": str(folder.path), "attempt": attempt,
+        "base": spec.base.model_dump(mode="json"), "space": {k: d.model_dump() for k, d in spec.space.items()},
+        "trial": spec.trial.model_dump(), "seeds": list(spec.seeds), "train_storage": str(folder.path / "train"),
+    }
+
+
+def _trainable(spec: SweepSpec, ctx: dict[str, Any]):
+    from ray import tune
+
+    from rdskd_dist.tune.trainable import run_trial
+
+    t = spec.trial
+    if t.workers == 0:
+        resources = {"cpu": t.cpus_per_worker, **({"gpu": t.gpus_per_worker} if t.gpus_per_worker else {})}
+    else:
+        resources = {"cpu": t.trial_cpus}
+    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
+
+
+def _run_config(folder: SweepFolder, attempt: str, callback, name: str):
+    from ray import tune
+
+    return tune.RunConfig(name=f"{name}-{attempt}", storage_path=str(folder.path / "tune"), verbose=0,
+                          callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0),
+                          log_to_file=True)
+
+
+def _run_robustness(spec, folder, ctx, todo, concurrent, progress) -> None:
+    from ray import tune
+
+    Callback = _define_callback()
+    tuner = tune.Tuner(
+        _trainable(spec, ctx),
+        param_space={"plan": tune.grid_search([p.to_dict() for p in todo])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=False,
+                                    trial_dirname_creator=lambda t: t.trial_id),
+        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), "robustness"),
+    )
+    tuner.fit()
+
+
+def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress) -> None:
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = {"x": {name: (CategoricalDistribution(list(d.choices)) if d.choices is not None
+                          else FloatDistribution(d.low, d.high, log=d.log)) for name, d in spec.space.items()}}
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder.path / 'optuna.db'}")
+    sampler = optuna.samplers.TPESampler(seed=spec.design_seed + index, multivariate=True, constant_liar=True)
+    search = OptunaSearch(space, metric=spec.objective.metric, mode=spec.objective.mode, sampler=sampler,
+                          storage=storage, study_name=f"{spec.name}-{method}")
+    es = spec.early_stopping
+    if es.enabled:
+        # Rungs strictly below 1: a trial is never stopped at its last report (it is evaluating then).
+        scheduler = ASHAScheduler(time_attr="student_progress", metric=es.metric, mode=es.mode, max_t=0.99,
+                                  grace_period=min(es.grace_period, 0.5), reduction_factor=es.reduction_factor,
+                                  stop_last_trials=False)
+    else:
+        scheduler = FIFOScheduler()
+    Callback = _define_callback()
+    ctx = {**ctx, "method": method}
+    tuner = tune.Tuner(
+        _trainable(spec, ctx),
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=count,
+                                    max_concurrent_trials=concurrent, reuse_actors=False,
+                                    trial_dirname_creator=lambda t: t.trial_id),
+        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), method),
+    )
+    tuner.fit()
+
+
+def expected_trials(spec: SweepSpec) -> int:
+    if spec.mode == "robustness":
+        return spec.num_points * len(spec.seeds) * len(spec.methods)
+    return spec.num_points * len(spec.methods)
+
+
+def is_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
+    if spec.mode == "robustness":
+        return {p.key for p in robustness_design(spec)} <= {r["key"] for r in rows}
+    return all(sum(r["method"] == m for r in rows) >= spec.num_points for m in spec.methods)
+
+
+def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = False, max_trials: Optional[int] = None,
+              console: Optional[Console] = None, verbose: bool = False, plots: bool = True,
+              address: Optional[str] = None) -> SweepOutcome:
+    """Run (or continue) a sweep and report it. Finished trials (ledger files) are never run again;
+    with `retry_failed` the failed and stopped ones are. `max_trials` caps the trials started now."""
+    console = console or Console()
+    folder = prepare_folder(spec, resume)
+    spec = ensure_teacher(spec, folder, console)
+    started_here = init_ray(address, verbose)
+    _quiet_logs(verbose)
+    try:
+        attempt = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        ctx = _context(spec, folder, attempt)
+        rows = folder.rows()
+        done = folder.finished_keys(retry_failed)
+        ok_rows = [r for r in rows if r.get("status") == "ok"]
+        best = max(((float(r["student_accuracy"]), r["key"]) for r in ok_rows), default=None)
+        failed = sum(r.get("status") != "ok" and r["key"] in done for r in rows)
+        progress = ProgressLine(spec.name, expected_trials(spec), console=console, done=len(done), failed=failed,
+                                best=best)
+        budget = max_trials if max_trials is not None else math.inf
+        if spec.mode == "robustness":
+            design = robustness_design(spec)
+            atomic_write_json({"keys": [p.to_dict() for p in design]}, folder.path / "design.json")
+            todo = [p for p in design if p.key not in done]
+            todo = todo[:budget] if budget != math.inf else todo
+            if todo:
+                concurrent = concurrency(spec, console)
+                with progress:
+                    _run_robustness(spec, folder, ctx, todo, concurrent, progress)
+        else:
+            concurrent = None
+            with progress:
+                for index, method in enumerate(spec.methods):
+                    have = sum(1 for r in rows if r["method"] == method and r["key"] in done)
+                    count = min(spec.num_points - have, budget)
+                    if count <= 0:
+                        continue
+                    concurrent = concurrent or concurrency(spec, console)
+                    if retry_failed:  # failed ledger files are replaced by new trials' rows
+                        for r in rows:
+                            if r["method"] == method and r["key"] not in done:
+                                (folder.ledger_dir / f"{r['key']}.json").unlink(missing_ok=True)
+                    _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress)
+                    budget -= count
+    finally:
+        if started_here:
+            import ray
+
+            ray.shutdown()
+    return report_sweep(spec, folder, console, plots=plots)
+
+
+def report_sweep(spec: SweepSpec, folder: SweepFolder, console: Console, plots: bool = True) -> SweepOutcome:
+    order = {m: i for i, m in enumerate(spec.methods)}
+    rows = sorted(folder.rows(), key=lambda r: (order.get(r["method"], len(order)), -1 if r.get("point") is None else r["point"],
+                                                r.get("seed") or 0, r["key"]))
+    folder.write_parquet(rows, design_columns=[k for k, d in spec.space.items() if d.relative])
+    summary = summarize(rows, spec.methods, spec.reference, spec.mode, spec.name, expected_trials(spec))
+    write_summary(summary, folder.path)
+    made: list[Path] = []
+    if plots and rows:
+        from rdskd_dist.tune.plots import make_plots
+
+        made = make_plots(rows, spec, folder.path)
+    complete = is_complete(spec, rows)
+    console.print(rich_table(summary))
+    for item in summary["not_scored"]:
+        console.print(f"  not scored: {item['key']} ({item['status']}): {item['error']}", highlight=False)
+    console.print(f"results: {folder.parquet}  summary: {folder.path / 'summary.md'}"
+                  + (f"  plots: {folder.path / 'plots'}" if made else ""), highlight=False)
+    if not complete:
+        console.print(f"sweep incomplete: {len(rows)} of {expected_trials(spec)} trials finished; run the same "
+                      "command with --resume to finish it", highlight=False)
+    return SweepOutcome(spec, folder, rows, summary, complete, made)
