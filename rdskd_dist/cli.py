@@ -32,11 +32,9 @@ def _strip_optional(tp: Any) -> Any:
 def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], skip: set[str] = frozenset()) -> None:
     """Add one `--kebab-name` option per (scalar or list) field of `model`."""
     for name, field in model.model_fields.items():
-        if name in skip or isinstance(_strip_optional(field.annotation), type) and issubclass(
-            _strip_optional(field.annotation), BaseModel
-        ):
-            continue
         tp = _strip_optional(field.annotation)
+        if name in skip or (isinstance(tp, type) and issubclass(tp, BaseModel)):
+            continue  # nested models live in YAML files only
         flag = "--" + name.replace("_", "-")
         default = field.default if field.default is not None else "per dataset/method"
         help_text = f"{field.description or ''} (default: {default})".strip()

@@ -12,7 +12,7 @@ import torch.nn as nn
 from rdskd_dist.data import DatasetSpec
 from rdskd_dist.errors import UserError
 from rdskd_dist.io import atomic_torch_save, atomic_write_text, safe_torch_load, sha256_file
-from rdskd_dist.models import as_classifier, create_model, create_model_from_spec, model_spec
+from rdskd_dist.models import as_classifier, create_model_from_spec, model_spec
 
 TEACHER_FORMAT = "rdskd-teacher/1"
 
@@ -39,17 +39,16 @@ def build_from_state_dict(arch: dict[str, Any], state_dict: Any, source: str) ->
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise UserError(f"teacher {source} is not a state_dict (a mapping of names to tensors)")
     model = create_model_from_spec(arch)
-    result = model.load_state_dict(state_dict, strict=False)
-    mismatched = [k for k, v in state_dict.items() if k in model.state_dict() and model.state_dict()[k].shape != v.shape]
-    if result.missing_keys or result.unexpected_keys or mismatched:
-        problems = []
-        if result.missing_keys:
-            problems.append(f"{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[0]})")
-        if result.unexpected_keys:
-            problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
-        if mismatched:
-            problems.append(f"{len(mismatched)} shape mismatches (e.g. {mismatched[0]})")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [k for k, v in state_dict.items() if k in expected and expected[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        problems = [f"{len(keys)} {what} (e.g. {keys[0]})" for keys, what in
+                    ((missing, "missing keys"), (unexpected, "unexpected keys"), (mismatched, "shape mismatches"))
+                    if keys]
         raise UserError(f"teacher {source} does not match architecture {arch['name']}: {', '.join(problems)}")
+    model.load_state_dict(state_dict)
     return model
 
 
@@ -101,6 +100,3 @@ def teacher_from_module(module: nn.Module, spec: DatasetSpec) -> tuple[nn.Module
     arch = getattr(module, "spec", {"name": type(module).__name__})
     return freeze(module), {"test_accuracy": None, "dataset": None, "arch": arch, "sha256": None, "path": None}
 
-
-__all__ = ["save_teacher", "load_teacher", "teacher_from_module", "freeze", "build_from_state_dict",
-           "create_model", "TEACHER_FORMAT"]

@@ -59,7 +59,7 @@ CASES = {
     "channel mismatch": (lambda f, t: ["--teacher", str(f["cifar_teacher"])], r"trained on cifar10, not digits"),
     "sha256 mismatch": (lambda f, t: ["--teacher", str(t), "--teacher-sha256", "0" * 64], r"expected 0{64}; refusing"),
     "non-positive batch": (lambda f, t: ["--batch-size", "0"], r"batch_size: Input should be greater than 0"),
-    "non-positive lr": (lambda f, t: ["--lr-generator", "-1e-3"], r"lr_generator: Input should be greater than 0"),
+    "non-positive lr": (lambda f, t: ["--lr-generator=-1e-3"], r"lr_generator: Input should be greater than 0"),
     "non-positive budget": (lambda f, t: ["--student-steps", "0"], r"student_steps: Input should be greater than 0"),
     "yaml error with line": (lambda f, t: ["--config", str(f["bad_yaml"])], r"bad.yaml:3: batch_size"),
     "unknown cli option": (lambda f, t: ["--bogus", "1"], r"unrecognized arguments: --bogus"),
