@@ -15,7 +15,11 @@ class UserError(Exception):
 
 class UnknownNameError(UserError, KeyError):
     def __init__(self, kind: str, name: str, valid: Iterable[str]):
-        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")
+        self._init_args = (kind, name, tuple(valid))
+        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(sorted(self._init_args[2]))}")
+
+    def __reduce__(self):  # picklable across processes (Ray workers) despite the three-argument __init__
+        return (type(self), self._init_args)
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
@@ -27,6 +31,9 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, step: int, term: str):
         self.step, self.term = step, term
         super().__init__(f"loss term {term!r} became NaN or inf at step {step}")
+
+    def __reduce__(self):  # picklable across processes (Ray workers) despite the two-argument __init__
+        return (type(self), (self.step, self.term))
 
 
 def one_line(exc: BaseException) -> str:

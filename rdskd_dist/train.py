@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
 
 from rdskd_dist.adapters.ray_train import ScaleConfig
 from rdskd_dist.cli import parse_config
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.engine import run_distillation
 from rdskd_dist.errors import cli_entrypoint
+from rdskd_dist.tracking import resolve_tracking_uri
 
 
 class TrainJobConfig(ScaleConfig, DistillConfig):
     """A distillation plus where it runs: the CLI's and YAML files' one validated config."""
+
+    tracking: bool = Field(True, description="log the run to MLflow and register its student")
+    tracking_uri: Optional[str] = Field(None, description="MLflow tracking server or store (default: "
+                                                          "$MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
 
     def distill_config(self) -> DistillConfig:
         return DistillConfig(**{name: getattr(self, name) for name in DistillConfig.model_fields})
@@ -35,13 +45,27 @@ def main(argv: list[str] | None = None) -> None:
     job = parse_config(TrainJobConfig, argv, "python -m rdskd_dist.train",
                        "Distil a teacher into a student without its training data.")
     cfg, scale = job.distill_config(), job.scale_config()
+    tracking_uri = resolve_tracking_uri(job.tracking_uri) if job.tracking else None  # fails fast, before training
+    if cfg.teacher and cfg.teacher.startswith("models:/"):  # a registered teacher: download its checkpoint
+        from rdskd_dist.tracking import resolve_teacher_uri
+
+        cfg = cfg.model_copy(update={"teacher": resolve_teacher_uri(cfg.teacher, job.tracking_uri)})
+    if tracking_uri and cfg.output is None:  # the run's files are logged from its output folder
+        cfg = cfg.model_copy(update={"output": Path(tempfile.mkdtemp(prefix="rdskd-train-"))})
+    history, checkpoint = [], None
     if scale.workers == 0:
-        result = run_distillation(cfg, on_report=print_progress)
+        result = run_distillation(cfg, on_report=lambda m, c: (history.append(m), print_progress(m, c)))
     else:
         from rdskd_dist.adapters.ray_train import ProgressPrinter, result_from_metrics, train_on_ray
 
-        result = result_from_metrics(train_on_ray(cfg, scale, callbacks=[ProgressPrinter(format_progress)]))
+        metrics = train_on_ray(cfg, scale, callbacks=[ProgressPrinter(format_progress)])
+        result, checkpoint = result_from_metrics(metrics), metrics.get("checkpoint")
     print(result.line(), flush=True)
+    if tracking_uri:
+        from rdskd_dist.tracking import log_train_run
+
+        log_train_run(cfg, result, cfg.output, history, tracking_uri=tracking_uri, checkpoint_dir=checkpoint,
+                      run_name=scale.run_name)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ Checkpoints, resume and failures
     `torch.load(weights_only=True)`) plus `history.json` (the reports so far) into a temporary
     folder and reports it; the other ranks report `checkpoint=None`. The per-rank parts of the
     state (latent-noise RNG, torch/python RNG, the method's per-rank state such as RDSKD's
-    penalty references) are gathered from every rank into `engine.pt` so that a resumed run
-    continues bit-identically on every rank. On a (re)start each worker restores from
+    penalty references, each rank's BN running statistics of the generator and the student) are
+    gathered from every rank into `engine.pt` so that a resumed run continues bit-identically on
+    every rank. On a (re)start each worker restores from
     `ray.train.get_checkpoint()`: after a worker failure (`FailureConfig(max_failures)`), and
     when a run is started again with the same `run_name` and `storage`. Reports made after the
     last checkpoint by a failed attempt are made again by the next one: `dedupe_reports` drops
@@ -43,8 +44,20 @@ Outputs
     carry a checkpoint).
 
 Fault injection for tests: `RDSKD_CRASH_AT_STEP=k` in the driver's environment makes rank 1
-(rank 0 with one worker) `os._exit(1)` at the first report at or after iteration k, once per run
-(a marker file `.crash-injected` in the run folder keeps it from firing again).
+(rank 0 with one worker) `os._exit(1)` at the first report at or after iteration k (before making
+it), once per run: a marker file `.crash-injected` in the run folder keeps it from firing again.
+
+Why no step is lost or counted twice: Ray resumes from the latest checkpoint the controller has
+registered, and reports reach the controller in order, so every report up to that checkpoint was
+delivered exactly once. Reports after it are either lost with the failed workers (the controller
+polls each worker's one-slot report queue every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s by default)
+or delivered; both ways the next attempt makes them again, bit-identically, and `dedupe_reports`
+keeps the last copy.
+
+Report cadence: a worker's `ray.train.report` blocks while its previous report has not been
+polled, so reports closer than that interval (2 s) slow training down. Keep `log_every` at a
+few seconds of training or more, or lower RAY_TRAIN_HEALTH_CHECK_INTERVAL_S in the driver's
+environment (Ray passes it on to the controller and the workers), as the tests do.
 """
 
 from __future__ import annotations
@@ -157,11 +170,23 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def _gather_rank_state(state: dict[str, Any], world_size: int) -> dict[str, Any]:
-    """Collective: add every rank's RNG and method state to rank 0's engine state (`ranks`)."""
+def _module_buffers(engine: Distiller) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: {k: v.detach().cpu().clone() for k, v in unwrap(module).named_buffers()}
+            for name, module in (("generator", engine.generator), ("student", engine.student))}
+
+
+def _gather_rank_state(engine: Distiller, state: dict[str, Any], world_size: int) -> dict[str, Any]:
+    """Collective: add every rank's own state to rank 0's engine state, as `ranks[r]`.
+
+    Per rank: the RNGs (latent noise differs by rank), the method's state (e.g. RDSKD's penalty
+    references follow each rank's own losses) and the BN running statistics of the generator
+    and the student (DDP broadcasts rank 0's at each wrapped forward, then each rank updates
+    them with its own batch; a frozen generator in eval mode uses each rank's own).
+    """
     import torch.distributed as dist
 
     mine = _to_device({"rng": state["rng"], "method": state["method"]}, torch.device("cpu"))
+    mine["buffers"] = _module_buffers(engine)
     if world_size > 1 and dist.is_initialized():
         gathered: list[Any] = [None] * world_size
         dist.all_gather_object(gathered, mine)
@@ -179,6 +204,13 @@ def _restore(engine: Distiller, state: dict[str, Any], rank: int) -> None:
             engine.cfg.seed * 1000 + rank + 7919 * state["iteration"]).get_state()}}
     state = {**state, "method": _to_device(state["method"], engine.device)}
     engine.load_state_dict(state)
+    own = ranks[rank]["buffers"] if rank < len(ranks) and "buffers" in ranks[rank] else {}
+    for name, module in (("generator", engine.generator), ("student", engine.student)):
+        saved = own.get(name, {})
+        with torch.no_grad():
+            for key, buffer in unwrap(module).named_buffers():
+                if key in saved:
+                    buffer.copy_(saved[key])
 
 
 def _sync_buffers(module: torch.nn.Module, world_size: int) -> None:
@@ -258,12 +290,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     def report(metrics: dict[str, float], state: Optional[dict[str, Any]]) -> None:
         if crash_at and rank == crash_rank and metrics["iteration"] >= crash_at and _claim_marker(storage, run_name):
-            os._exit(1)  # a hard worker death, as a killed process or a lost node would be
+            # Die hard, as a killed process or a lost node would, mid-interval: after one controller
+            # poll, so that the reports made so far have reached the controller and its callbacks.
+            time.sleep(1.5 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)) + 0.5)
+            os._exit(1)
         history.append(metrics)
         if state is None:
             ray.train.report(metrics)  # a barrier: every rank reports every time
             return
-        state = _gather_rank_state(state, world_size)  # collective, on every rank
+        state = _gather_rank_state(engine, state, world_size)  # collective, on every rank
         if rank != 0:
             ray.train.report(metrics, checkpoint=None)
             return
@@ -277,7 +312,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     _sync_buffers(engine.student, world_size)
     result = finish(engine, teacher_meta, test_data, wall_start)
     final_metrics = {**result.to_dict(), "done": 1}
-    state = _gather_rank_state(engine.state_dict(), world_size)
+    state = _gather_rank_state(engine, engine.state_dict(), world_size)
     if rank != 0:
         ray.train.report(final_metrics, checkpoint=None)
         return
@@ -308,7 +343,10 @@ def _worker_config(cfg: DistillConfig, scale: ScaleConfig) -> DistillConfig:
         raise UserError(f"--device {cfg.device} on Ray needs --gpus-per-worker > 0")
     update: dict[str, Any] = {"device": "cuda" if use_gpu else "cpu", "output": None}
     if cfg.teacher and "://" not in cfg.teacher:
-        update["teacher"] = str(Path(cfg.teacher).expanduser().resolve())
+        teacher = Path(cfg.teacher).expanduser().resolve()
+        if not teacher.is_file():  # fail here, not after starting workers (they must see the same path)
+            raise UserError(f"teacher file not found: {teacher}")
+        update["teacher"] = str(teacher)
     data_root = cfg.data_root or os.environ.get("RDSKD_DATA_ROOT") or None
     if data_root:
         update["data_root"] = Path(data_root).expanduser().resolve()

@@ -59,6 +59,9 @@ def build_parser() -> OneLineParser:
     s.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     s.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     s.add_argument("--verbose", action="store_true", help="show Ray's and the trials' logs")
+    s.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking server or store (default: "
+                                                         "$MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
+    s.add_argument("--no-tracking", dest="tracking", action="store_false", help="do not log the sweep to MLflow")
     d = p.add_argument_group("distillation options (override the spec's base block)")
     add_model_options(d, DistillConfig, skip=set(TRIAL_OWNED))
     return p
@@ -96,24 +99,32 @@ def resolve_spec(args: dict[str, Any], base_overrides: dict[str, Any]) -> SweepS
 @cli_entrypoint
 def main(argv: Optional[list[str]] = None) -> int:
     ns = vars(build_parser().parse_args(argv))
-    base_overrides = {k: ns.pop(k) for k in list(ns) if k in DistillConfig.model_fields}
+    # DistillConfig options given on the command line (their defaults are suppressed); --output is the sweep's
+    base_overrides = {k: ns.pop(k) for k in list(ns) if k in DistillConfig.model_fields and k not in TRIAL_OWNED}
+    from rdskd_dist.tracking import resolve_teacher_uri, resolve_tracking_uri
+
+    tracking_uri = resolve_tracking_uri(ns["tracking_uri"]) if ns["tracking"] else None  # fails fast
+    if str(base_overrides.get("teacher", "")).startswith("models:/"):  # a registered teacher
+        base_overrides["teacher"] = resolve_teacher_uri(base_overrides["teacher"], ns["tracking_uri"])
     spec = resolve_spec(ns, base_overrides)
     if ns["max_trials"] is not None and ns["max_trials"] < 1:
         raise UserError("--max-trials must be at least 1")
     if ns["retry_failed"] and not ns["resume"]:
         raise UserError("--retry-failed goes with --resume")
 
-    from rich.console import Console
-
     from rdskd_dist.tune.ledger import SweepFolder
-    from rdskd_dist.tune.sweep import report_sweep, run_sweep
+    from rdskd_dist.tune.sweep import default_console, report_sweep, run_sweep
 
-    console = Console()
+    console = default_console()
     if ns["report_only"]:
         outcome = report_sweep(spec, SweepFolder(spec.sweep_dir), console, plots=ns["plots"])
     else:
+        from rdskd_dist.tracking import SweepTracker
+
+        tracker = SweepTracker.for_spec(spec, tracking_uri, resume=ns["resume"]) if tracking_uri else None
         outcome = run_sweep(spec, resume=ns["resume"], retry_failed=ns["retry_failed"], max_trials=ns["max_trials"],
-                            console=console, verbose=ns["verbose"], plots=ns["plots"], address=ns["address"])
+                            console=console, verbose=ns["verbose"], plots=ns["plots"], address=ns["address"],
+                            tracker=tracker)
     return 0 if outcome.complete or ns["max_trials"] is not None else 1
 
 

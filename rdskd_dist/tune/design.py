@@ -58,6 +58,28 @@ def apply_design(base: DistillConfig, method: str, space: dict[str, Dim], x: dic
     return out
 
 
+# Resolved options recorded in every row (the swept ones among them hold the values actually used).
+CONFIG_FIELDS = ("w_oh", "w_ie", "w_ds", "w_a", "w_bn", "lr_generator", "lr_student", "batch_size", "latent_dim",
+                 "temperature", "schedule", "student", "precision")
+
+
+def trial_config(base: DistillConfig, method: str, seed: int, space: dict[str, Dim], x: dict[str, float],
+                 output=None) -> tuple[DistillConfig, dict[str, Any]]:
+    """A trial's DistillConfig and the hyperparameter columns of its row (resolved values)."""
+    from rdskd_dist.data import get_spec
+    from rdskd_dist.engine.loop import resolve_config
+
+    cfg = base.model_copy(update={"method": method, "seed": seed, "output": output,
+                                  **apply_design(base, method, space, x)})
+    cfg = DistillConfig.model_validate(cfg.model_dump())  # re-check the swept values against the field rules
+    resolved = resolve_config(cfg, get_spec(cfg.dataset))
+    columns = {name: getattr(resolved, name) for name in CONFIG_FIELDS}
+    columns.update({"budget_generator_steps": resolved.generator_steps, "budget_student_steps": resolved.student_steps,
+                    "config_json": resolved.model_dump_json()})
+    columns.update({f"mult_{name}": x[name] for name, dim in space.items() if dim.relative})
+    return cfg, columns
+
+
 @dataclass(frozen=True)
 class TrialPlan:
     """One trial of a robustness sweep: a method at a design point with a seed."""

@@ -103,7 +103,7 @@ def write_parquet(rows: list[dict[str, Any]], path: Path, design_columns: Iterab
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    design = sorted(set(design_columns) | {k[5:] for r in rows for k in r if k.startswith("mult_")})
+    design = list(dict.fromkeys([*design_columns, *(k[5:] for r in rows for k in r if k.startswith("mult_"))]))
     sch = schema(design)
     kinds = {f.name: ("string" if f.type == pa.string() else "int64" if f.type == pa.int64() else "float64")
              for f in sch}

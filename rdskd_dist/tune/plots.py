@@ -59,7 +59,8 @@ def accuracy_by_method(rows: list[dict[str, Any]], spec: SweepSpec, path: Path) 
         labels.append(f"{m}\n({bad} not scored)" if bad else m)
     ax.set_xticks(range(len(methods)), labels)
     ax.set_ylabel("student test accuracy (%)")
-    ax.set_title(f"{spec.name}: accuracy per method" + (" (lines: same point and seed)" if spec.mode == "robustness" else ""))
+    ax.set_title(f"{spec.name}: accuracy per method"
+                 + ("\n(lines join the trials of one point and seed)" if spec.mode == "robustness" else ""), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -71,7 +72,12 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
     """One panel per swept option: accuracy against its design value (multiplier when relative)."""
     if not spec.space:
         return None
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from rdskd_dist.tune.design import reference_values
+
     plt = _plt()
+    refs = {m: reference_values(spec.base, m) for m in spec.methods}
     n = len(spec.space)
     cols = min(n, 3)
     nrows = (n + cols - 1) // cols
@@ -79,6 +85,8 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
     for k, (name, dim) in enumerate(spec.space.items()):
         ax = axes[k // cols][k % cols]
         for i, m in enumerate(spec.methods):
+            if dim.relative and not refs[m][name]:  # the method has no such term (reference 0): nothing varied
+                continue
             pts = [(design_value(r, name, dim), float(r["student_accuracy"])) for r in _ok(rows, m)]
             pts = [p for p in pts if p[0] is not None]
             if pts:
@@ -86,18 +94,25 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
                 ax.scatter(xs, ys, s=16, color=f"C{i}", label=m, alpha=0.85)
         if dim.log and dim.choices is None:
             ax.set_xscale("log")
+            ax.set_xlim(dim.low / 1.15, dim.high * 1.15)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{name} (x reference)" if dim.relative else name)
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
-        if k == 0:
+        if k == 0 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     for k in range(n, nrows * cols):
         axes[k // cols][k % cols].axis("off")
-    fig.suptitle(f"{spec.name}: accuracy against each swept option")
+    fig.suptitle(f"{spec.name}: accuracy against each swept option (methods whose reference value is 0 are left out)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+MIN_TRIALS_FOR_IMPORTANCE = 5
 
 
 def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[str, float]]:
@@ -105,15 +120,22 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+    from rdskd_dist.tune.design import reference_values
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = {name: (CategoricalDistribution(list(dim.choices)) if dim.choices is not None
-                    else FloatDistribution(dim.low, dim.high, log=dim.log)) for name, dim in spec.space.items()}
     out: dict[str, dict[str, float]] = {}
     for m in spec.methods:
+        refs = reference_values(spec.base, m)
+        # options the method does not use (a relative option whose reference is 0) are left out
+        space = {name: dim for name, dim in spec.space.items() if not (dim.relative and not refs[name])}
+        dists = {name: (CategoricalDistribution(list(dim.choices)) if dim.choices is not None
+                        else FloatDistribution(dim.low, dim.high, log=dim.log)) for name, dim in space.items()}
+        if not dists:
+            continue
         trials = []
         for r in _ok(rows, m):
             params = {}
-            for name, dim in spec.space.items():
+            for name, dim in space.items():
                 v = design_value(r, name, dim)
                 if v is None:
                     break
@@ -121,12 +143,14 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
             else:
                 trials.append(optuna.trial.create_trial(params=params, distributions=dists,
                                                         value=float(r["student_accuracy"])))
-        if len(trials) < 3 or len({t.value for t in trials}) < 2:
+        if len(trials) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in trials}) < 2:
             continue
         study = optuna.create_study(direction="maximize")
         study.add_trials(trials)
         try:
-            out[m] = {k: float(v) for k, v in optuna.importance.get_param_importances(study, seed=0).items()}
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            out[m] = {k: float(v) for k, v in
+                      optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
         except Exception:  # noqa: BLE001 - importances are a nicety; too few or degenerate trials
             continue
     return out
@@ -157,6 +181,11 @@ def make_plots(rows: list[dict[str, Any]], spec: SweepSpec, folder: Path) -> lis
     folder.mkdir(parents=True, exist_ok=True)
     made = [accuracy_by_method(rows, spec, folder / "accuracy_by_method.png"),
             accuracy_vs_options(rows, spec, folder / "accuracy_vs_options.png")]
-    if spec.mode == "optimize" or len(rows) >= 6:
-        made.append(importance_plot(importances(rows, spec), spec, folder / "importances.png"))
+    if spec.space:
+        imp = importances(rows, spec)
+        if imp:
+            from rdskd_dist.io import atomic_write_json
+
+            atomic_write_json(imp, folder / "importances.json")
+        made.append(importance_plot(imp, spec, folder / "importances.png"))
     return [p for p in made if p is not None]

@@ -15,10 +15,10 @@ from rich.text import Text
 
 class ProgressLine:
     def __init__(self, name: str, total: int, console: Optional[Console] = None, done: int = 0, failed: int = 0,
-                 best: Optional[tuple[float, str]] = None):
+                 stopped: int = 0, best: Optional[tuple[float, str]] = None):
         self.name, self.total = name, total
         self.console = console or Console(stderr=True)
-        self.done, self.failed, self.running = done, failed, 0
+        self.done, self.failed, self.stopped, self.running = done, failed, stopped, 0
         self.best = best
         self.start = time.monotonic()
         self._live = None
@@ -31,7 +31,9 @@ class ProgressLine:
     def trial_finished(self, row: dict[str, Any]) -> None:
         self.running = max(0, self.running - 1)
         self.done += 1
-        if row.get("status") != "ok":
+        if row.get("status") == "stopped":
+            self.stopped += 1
+        elif row.get("status") != "ok":
             self.failed += 1
         elif self.best is None or float(row["student_accuracy"]) > self.best[0]:
             self.best = (float(row["student_accuracy"]), row["key"])
@@ -43,8 +45,9 @@ class ProgressLine:
     def line(self, last: Optional[dict[str, Any]] = None) -> str:
         elapsed = int(time.monotonic() - self.start)
         parts = [f"{self.name}: {self.done}/{self.total} done"]
-        if self.failed:
-            parts[0] += f" ({self.failed} failed)"
+        bad = [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.stopped, "stopped early")) if n]
+        if bad:
+            parts[0] += f" ({', '.join(bad)})"
         parts.append(f"{self.running} running")
         parts.append(f"best {self.best[0]:.2f}% {self.best[1]}" if self.best else "best -")
         if last is not None:

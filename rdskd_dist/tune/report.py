@@ -86,17 +86,6 @@ def _pct(x: Optional[float]) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def _paired(p: Optional[dict[str, Any]]) -> str:
-    if not p:
-        return "(reference)"
-    if not p["pairs"]:
-        return "no pairs"
-    return f"{p['mean']:+.2f} ± {p['std']:.2f} [{p['min']:+.2f}, {p['max']:+.2f}] n={p['pairs']}"
-
-
-HEADERS = ["method", "ok", "failed", "mean", "std", "min", "p10", "max", "within 1pt"]
-
-
 def table_rows(summary: dict[str, Any]) -> list[list[str]]:
     out = []
     for method, s in summary["methods"].items():
@@ -105,17 +94,21 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
             row.append(str(s["stopped"]))
         row += [_f(s["mean"]), _f(s["std"]), _f(s["min"]), _f(s["p10"]), _f(s["max"]), _pct(s["within_1pt"])]
         if summary["mode"] == "robustness":
-            row.append(_paired(s["paired"]))
+            p = s["paired"]
+            if p is None:
+                row += ["ref", "", "", "", ""]
+            else:
+                row += [_f(p["mean"], "{:+.2f}"), _f(p["std"]), _f(p["min"], "{:+.2f}"), _f(p["max"], "{:+.2f}"),
+                        str(p["pairs"])]
         out.append(row)
     return out
 
 
 def headers(summary: dict[str, Any]) -> list[str]:
-    h = list(HEADERS)
-    if summary["mode"] == "optimize":
-        h.insert(3, "stopped")
+    h = ["method", "ok", "failed"] + (["stopped"] if summary["mode"] == "optimize" else []) + \
+        ["mean", "std", "min", "p10", "max", "≤1pt of best"]
     if summary["mode"] == "robustness":
-        h.append(f"Δ vs {summary['reference_method']} (paired)")
+        h += ["Δmean", "Δstd", "Δmin", "Δmax", "pairs"]
     return h
 
 
@@ -125,7 +118,8 @@ def title(summary: dict[str, Any]) -> str:
     progress = f"{done}/{expected} trials" if expected else f"{done} trials"
     teacher = summary.get("teacher_accuracy")
     t = f", teacher {teacher:.2f}%" if teacher is not None else ""
-    return f"{summary['sweep']} ({summary['mode']}, {progress}{t}): student test accuracy, %"
+    delta = f"; Δ = minus {summary['reference_method']}, paired" if summary["mode"] == "robustness" else ""
+    return f"{summary['sweep']} ({summary['mode']}, {progress}{t}): student test accuracy, %{delta}"
 
 
 def rich_table(summary: dict[str, Any]):
@@ -133,7 +127,7 @@ def rich_table(summary: dict[str, Any]):
 
     table = Table(title=title(summary), title_justify="left")
     for i, h in enumerate(headers(summary)):
-        table.add_column(h, justify="left" if i == 0 or h.startswith("Δ") else "right")
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
     for row in table_rows(summary):
         table.add_row(*row)
     return table
@@ -144,10 +138,10 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [f"# {title(summary)}", "", "| " + " | ".join(h) + " |", "|" + "|".join("---" for _ in h) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary)]
     lines += ["", "Statistics over trials with status ok; std is the sample standard deviation; p10 the 10th "
-              "percentile; within 1pt the share of scored trials within 1 percentage point of the method's best."]
+              "percentile; ≤1pt of best the share of scored trials within 1 percentage point of the method's best."]
     if summary["mode"] == "robustness":
-        lines.append(f"Δ: accuracy minus {summary['reference_method']}'s at the same point and seed: "
-                     "mean ± std [min, max] over pairs where both trials are ok.")
+        lines.append(f"Δ: paired difference, accuracy minus {summary['reference_method']}'s at the same point and "
+                     "seed, over the pairs where both trials are ok (mean, std, min, max).")
     best = [(m, s["best"]) for m, s in summary["methods"].items() if s.get("best")]
     if summary["mode"] == "optimize" and best:
         lines += ["", "## Best trials", ""]

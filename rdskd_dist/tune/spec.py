@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, create_model, \
-    field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, create_model,
+                      field_validator, model_validator)
 
 from rdskd_dist.cli import YamlFile
 from rdskd_dist.config import DistillConfig
@@ -28,6 +28,7 @@ SWEEPABLE: dict[str, bool] = {
     "ar_weight": False, "ar_margin": False, "vi_weight": False, "vi_alpha": False, "generator_bn_eps": False,
     "batch_size": True, "latent_dim": True,
 }
+RUNTIME_FIELDS = {"max_concurrent", "output", "name"}  # may differ between a sweep and its resumption
 # Options that belong to the sweep rather than to one distillation: the spec sets them per trial.
 TRIAL_OWNED = {"method", "seed", "output", "checkpoint"}
 
@@ -136,7 +137,9 @@ class SweepSpec(BaseModel):
         None, description="train the teacher once into the sweep folder (when base.teacher is not given)")
     space: dict[str, Dim] = Field(default_factory=dict)
     num_points: PositiveInt = Field(8, description="robustness: Sobol points; optimize: trials per method")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="seeds run at every point")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="robustness: seeds run at every point (the same for every method); "
+                                         "optimize: the first seed is used")
     design_seed: int = Field(0, description="scrambling seed of the Sobol design (optimize: the TPE seed)")
     max_concurrent: PositiveInt = 2
     trial: TrialResources = Field(default_factory=TrialResources)
@@ -197,12 +200,9 @@ class SweepSpec(BaseModel):
 
     def design_dump(self) -> dict[str, Any]:
         """Everything that decides what the trials compute: a resumed sweep must match it."""
-        data = self.model_dump(mode="json", exclude={"max_concurrent", "output", "name"})
+        data = self.model_dump(mode="json", exclude=RUNTIME_FIELDS)
         data["trial"] = {"workers": self.trial.workers}  # world size changes the effective batch
         return data
-
-
-RUNTIME_FIELDS = {"max_concurrent", "output", "name"}  # may differ between a sweep and its resumption
 
 
 def _absolute(path: Optional[Path | str]) -> Optional[Path]:

@@ -30,18 +30,17 @@ from rich.console import Console
 
 from rdskd_dist.errors import UserError
 from rdskd_dist.io import atomic_write_json, atomic_write_text, sha256_file
-from rdskd_dist.tune.design import robustness_design
+from rdskd_dist.tune.design import robustness_design, trial_config
 from rdskd_dist.tune.ledger import SweepFolder
 from rdskd_dist.tune.progress import ProgressLine
 from rdskd_dist.tune.report import rich_table, summarize, write_summary
-from rdskd_dist.tune.spec import RUNTIME_FIELDS, SweepSpec, load_spec, spec_yaml
+from rdskd_dist.tune.spec import SweepSpec, load_spec, spec_yaml
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",  # paths are absolute anyway; keep trials in the driver's folder
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # the objective only exists in a trial's closing report
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial CSV/TensorBoard files: the ledger is the record
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 
@@ -163,9 +162,13 @@ def _define_callback():
             self.rows: dict[str, dict[str, Any]] = {}
             self.started: dict[str, float] = {}
 
+        def __getstate__(self):  # Tune pickles its run config into the experiment state: leave the console out
+            return {**self.__dict__, "progress": None}
+
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started[trial.trial_id] = time.time()
-            self.progress.trial_started()
+            if self.progress is not None:
+                self.progress.trial_started()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "row" in result:
@@ -180,17 +183,24 @@ def _define_callback():
                 plan = {"key": f"{self.ctx['method']}-{trial.trial_id}", "method": self.ctx["method"], "point": None,
                         "seed": self.ctx["seeds"][0], "x": dict(config.get("x") or {})}
             last = trial.last_result or {}
-            return {"sweep": self.spec.name, "mode": self.spec.mode, "key": plan["key"], "method": plan["method"],
-                    "point": plan["point"], "seed": plan["seed"], "status": status, "error": error,
-                    "trial_id": trial.trial_id, "attempt": self.ctx["attempt"],
-                    "started_at": self.started.get(trial.trial_id), "finished_at": time.time(),
-                    "iterations": last.get("iteration"),
-                    **{f"mult_{k}": v for k, v in plan["x"].items() if self.spec.space[k].relative}}
+            row = {"sweep": self.spec.name, "mode": self.spec.mode, "key": plan["key"], "method": plan["method"],
+                   "point": plan["point"], "seed": plan["seed"], "status": status, "error": error,
+                   "trial_id": trial.trial_id, "attempt": self.ctx["attempt"],
+                   "started_at": self.started.get(trial.trial_id), "finished_at": time.time(),
+                   "iterations": last.get("iteration"), "generator_steps": last.get("g_step"),
+                   "student_steps": last.get("s_step"),
+                   **{f"mult_{k}": v for k, v in plan["x"].items() if self.spec.space[k].relative}}
+            try:
+                row.update(trial_config(self.spec.base, plan["method"], plan["seed"], self.spec.space, plan["x"])[1])
+            except Exception:  # noqa: BLE001 - an invalid point: the row keeps its design values only
+                pass
+            return row
 
         def _finish(self, row: dict[str, Any]) -> None:
             self.folder.record(row)
             self.folder.write_parquet(design_columns=[k for k, d in self.spec.space.items() if d.relative])
-            self.progress.trial_finished(row)
+            if self.progress is not None:
+                self.progress.trial_finished(row)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             row = self.rows.pop(trial.trial_id, None)
@@ -240,29 +250,32 @@ def _trainable(spec: SweepSpec, ctx: dict[str, Any]):
     return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
 
 
-def _run_config(folder: SweepFolder, attempt: str, callback, name: str):
+def _run_config(folder: SweepFolder, attempt: str, callback, name: str, tracking=None):
     from ray import tune
 
     return tune.RunConfig(name=f"{name}-{attempt}", storage_path=str(folder.path / "tune"), verbose=0,
-                          callbacks=[callback], failure_config=tune.FailureConfig(max_failures=0),
+                          callbacks=[callback] + ([tracking] if tracking is not None else []),
+                          failure_config=tune.FailureConfig(max_failures=0),
                           log_to_file=True)
 
 
-def _run_robustness(spec, folder, ctx, todo, concurrent, progress) -> None:
+def _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker=None) -> None:
     from ray import tune
 
     Callback = _define_callback()
     tuner = tune.Tuner(
         _trainable(spec, ctx),
         param_space={"plan": tune.grid_search([p.to_dict() for p in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=False,
+        # In-process trials reuse their actors (no interpreter + torch start per trial).
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=spec.trial.workers == 0,
                                     trial_dirname_creator=lambda t: t.trial_id),
-        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), "robustness"),
+        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), "robustness",
+                               tracker.callback() if tracker is not None else None),
     )
     tuner.fit()
 
 
-def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress) -> None:
+def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress, tracker=None) -> None:
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from ray import tune
@@ -273,7 +286,14 @@ def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress)
                           else FloatDistribution(d.low, d.high, log=d.log)) for name, d in spec.space.items()}}
     storage = optuna.storages.RDBStorage(f"sqlite:///{folder.path / 'optuna.db'}")
     sampler = optuna.samplers.TPESampler(seed=spec.design_seed + index, multivariate=True, constant_liar=True)
-    search = OptunaSearch(space, metric=spec.objective.metric, mode=spec.objective.mode, sampler=sampler,
+    class FinalObjectiveSearch(OptunaSearch):
+        """OptunaSearch that skips intermediate results: the objective exists only in a trial's last report."""
+
+        def on_trial_result(self, trial_id, result):
+            if self.metric in result:
+                super().on_trial_result(trial_id, result)
+
+    search = FinalObjectiveSearch(space, metric=spec.objective.metric, mode=spec.objective.mode, sampler=sampler,
                           storage=storage, study_name=f"{spec.name}-{method}")
     es = spec.early_stopping
     if es.enabled:
@@ -288,9 +308,10 @@ def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress)
     tuner = tune.Tuner(
         _trainable(spec, ctx),
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=count,
-                                    max_concurrent_trials=concurrent, reuse_actors=False,
+                                    max_concurrent_trials=concurrent, reuse_actors=spec.trial.workers == 0,
                                     trial_dirname_creator=lambda t: t.trial_id),
-        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), method),
+        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), method,
+                               tracker.callback(method) if tracker is not None else None),
     )
     tuner.fit()
 
@@ -307,57 +328,78 @@ def is_complete(spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
     return all(sum(r["method"] == m for r in rows) >= spec.num_points for m in spec.methods)
 
 
+def default_console() -> Console:
+    """stdout; when it is not a terminal (logs, pipes), wide enough for the table's one line per method."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = False, max_trials: Optional[int] = None,
               console: Optional[Console] = None, verbose: bool = False, plots: bool = True,
-              address: Optional[str] = None) -> SweepOutcome:
+              address: Optional[str] = None, tracker=None) -> SweepOutcome:
     """Run (or continue) a sweep and report it. Finished trials (ledger files) are never run again;
-    with `retry_failed` the failed and stopped ones are. `max_trials` caps the trials started now."""
-    console = console or Console()
+    with `retry_failed` the failed and stopped ones are. `max_trials` caps the trials started now.
+    `tracker` (a `rdskd_dist.tracking.SweepTracker`) records the sweep and its trials in MLflow."""
+    console = console or default_console()
     folder = prepare_folder(spec, resume)
     spec = ensure_teacher(spec, folder, console)
-    started_here = init_ray(address, verbose)
-    _quiet_logs(verbose)
+    if tracker is not None:
+        tracker.start()
+    rows = folder.rows()
+    done = folder.finished_keys(retry_failed)
+    budget = max_trials if max_trials is not None else math.inf
+    # What to run now: robustness, the design's trials without a ledger row; optimize, trials per method.
+    todo: list = []
+    counts: dict[str, int] = {}
+    if spec.mode == "robustness":
+        design = robustness_design(spec)
+        atomic_write_json({"keys": [p.to_dict() for p in design]}, folder.path / "design.json")
+        todo = [p for p in design if p.key not in done]
+        todo = todo[:budget] if budget != math.inf else todo
+    else:
+        for method in spec.methods:
+            have = sum(1 for r in rows if r["method"] == method and r["key"] in done)
+            counts[method] = int(min(max(spec.num_points - have, 0), budget))
+            budget -= counts[method]
+    started_here = False
     try:
-        attempt = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-        ctx = _context(spec, folder, attempt)
-        rows = folder.rows()
-        done = folder.finished_keys(retry_failed)
-        ok_rows = [r for r in rows if r.get("status") == "ok"]
-        best = max(((float(r["student_accuracy"]), r["key"]) for r in ok_rows), default=None)
-        failed = sum(r.get("status") != "ok" and r["key"] in done for r in rows)
-        progress = ProgressLine(spec.name, expected_trials(spec), console=console, done=len(done), failed=failed,
-                                best=best)
-        budget = max_trials if max_trials is not None else math.inf
-        if spec.mode == "robustness":
-            design = robustness_design(spec)
-            atomic_write_json({"keys": [p.to_dict() for p in design]}, folder.path / "design.json")
-            todo = [p for p in design if p.key not in done]
-            todo = todo[:budget] if budget != math.inf else todo
-            if todo:
-                concurrent = concurrency(spec, console)
-                with progress:
-                    _run_robustness(spec, folder, ctx, todo, concurrent, progress)
-        else:
-            concurrent = None
+        if todo or any(counts.values()):  # a finished sweep is only reported again: no Ray needed
+            started_here = init_ray(address, verbose)
+            _quiet_logs(verbose)
+            attempt = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+            ctx = _context(spec, folder, attempt)
+            ok_rows = [r for r in rows if r.get("status") == "ok"]
+            best = max(((float(r["student_accuracy"]), r["key"]) for r in ok_rows), default=None)
+            kept = [r for r in rows if r["key"] in done]
+            progress = ProgressLine(spec.name, expected_trials(spec), console=console, done=len(kept),
+                                    failed=sum(r.get("status") == "failed" for r in kept),
+                                    stopped=sum(r.get("status") == "stopped" for r in kept), best=best)
+            concurrent = concurrency(spec, console)
             with progress:
+                if spec.mode == "robustness":
+                    _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker)
                 for index, method in enumerate(spec.methods):
-                    have = sum(1 for r in rows if r["method"] == method and r["key"] in done)
-                    count = min(spec.num_points - have, budget)
-                    if count <= 0:
+                    if not counts.get(method):
                         continue
-                    concurrent = concurrent or concurrency(spec, console)
-                    if retry_failed:  # failed ledger files are replaced by new trials' rows
+                    if retry_failed:  # failed ledger files are replaced by the new trials' rows
                         for r in rows:
                             if r["method"] == method and r["key"] not in done:
                                 (folder.ledger_dir / f"{r['key']}.json").unlink(missing_ok=True)
-                    _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress)
-                    budget -= count
+                    _run_optimize(spec, folder, ctx, method, index, counts[method], concurrent, progress, tracker)
+    except BaseException:
+        if tracker is not None:
+            tracker.close("KILLED")
+        raise
     finally:
         if started_here:
             import ray
 
             ray.shutdown()
-    return report_sweep(spec, folder, console, plots=plots)
+    outcome = report_sweep(spec, folder, console, plots=plots)
+    if tracker is not None:
+        tracker.finish(folder.parquet, [folder.path / "summary.json", folder.path / "summary.md"], folder.path / "plots",
+                       extra_files=[folder.spec_file])
+    return outcome
 
 
 def report_sweep(spec: SweepSpec, folder: SweepFolder, console: Console, plots: bool = True) -> SweepOutcome:

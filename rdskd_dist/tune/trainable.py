@@ -32,9 +32,6 @@ from rdskd_dist.errors import one_line
 # Final metrics of a distillation (DistillResult fields) copied into the row.
 RESULT_FIELDS = ("student_accuracy", "teacher_accuracy", "iterations", "generator_steps", "student_steps",
                  "train_time_s", "wall_time_s", "samples_per_s", "world_size", "device")
-# Resolved options recorded in every row (the swept ones among them hold the values actually used).
-CONFIG_FIELDS = ("w_oh", "w_ie", "w_ds", "w_a", "w_bn", "lr_generator", "lr_student", "batch_size", "latent_dim",
-                 "temperature", "schedule", "student", "precision")
 
 
 def forwarded(metrics: dict[str, Any], student_steps: int) -> dict[str, Any]:
@@ -76,11 +73,6 @@ def describe_error(exc: BaseException) -> str:
     name = type(exc).__name__
     text = one_line(Exception(text)) if text else name
     return text if text.startswith(name) else f"{name}: {text}"
-
-
-def trial_config(ctx: dict[str, Any], method: str, seed: int, values: dict[str, Any], out: Path | None) -> DistillConfig:
-    base = DistillConfig.model_validate(ctx["base"])
-    return base.model_copy(update={"method": method, "seed": seed, "output": out, **values})
 
 
 def _set_threads(cpus: float) -> None:
@@ -126,9 +118,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     (optimize: design values from the searcher; the method and seed come from `ctx`)."""
     from ray import tune
 
-    from rdskd_dist.data import get_spec
-    from rdskd_dist.engine.loop import resolve_config
-    from rdskd_dist.tune.design import apply_design
+    from rdskd_dist.tune.design import trial_config
     from rdskd_dist.tune.spec import Dim
 
     started = time.time()
@@ -150,17 +140,13 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     metrics: dict[str, Any] = {}
     try:
         base = DistillConfig.model_validate(ctx["base"])
-        values = apply_design(base, method, space, plan["x"])
         out = Path(ctx["sweep_dir"]) / "trials" / key if ctx["trial"]["workers"] == 0 else None
-        cfg = trial_config(ctx, method, plan["seed"], values, out)
-        resolved = resolve_config(cfg, get_spec(cfg.dataset))
-        row.update({name: getattr(resolved, name) for name in CONFIG_FIELDS})
-        row.update({"budget_generator_steps": resolved.generator_steps, "budget_student_steps": resolved.student_steps,
-                    "config_json": resolved.model_dump_json()})
+        cfg, columns = trial_config(base, method, plan["seed"], space, plan["x"], out)
+        row.update(columns)
         if ctx["trial"]["workers"] == 0:
-            metrics, paths = _run_in_process(cfg, ctx, resolved.student_steps)
+            metrics, paths = _run_in_process(cfg, ctx, columns["budget_student_steps"])
         else:
-            metrics, paths = _run_on_train(cfg, ctx, key, resolved.student_steps)
+            metrics, paths = _run_on_train(cfg, ctx, key, columns["budget_student_steps"])
         row.update(paths)
         row.update({k: metrics.get(k) for k in RESULT_FIELDS})
         acc = metrics.get("student_accuracy")

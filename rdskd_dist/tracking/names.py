@@ -1,0 +1,148 @@
+"""Names in MLflow: experiments, runs, registered models, tags, params and metrics.
+
+Metric names: MLflow allows letters, digits, `_ - . : /` and spaces; its UI groups charts into
+sections by the part before the first slash and titles each chart with the rest. The engine's
+loss terms (`g/oh`, `s/total`, ...) are therefore logged under readable sections and names that
+keep the engine's short name first: `generator/oh_one_hot`, `generator/ie_class_entropy`,
+`generator/ds_sample_diversity`, `student/total_loss`, `penalty_reference/oh` (RDSKD's `g/ref_oh`),
+`lr/generator`, ... (see TERM_NAMES). Any other character becomes `_`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Iterable, Mapping, Optional
+
+# ---------------------------------------------------------------- tags
+TAG_PREFIX = "rdskd."
+TAG_RUN_TYPE = "rdskd.run_type"  # sweep | trial | train | teacher
+TAG_SWEEP = "rdskd.sweep"
+TAG_SWEEP_DIR = "rdskd.sweep_dir"
+TAG_SWEEP_RUN_ID = "rdskd.sweep_run_id"
+TAG_TRIAL_KEY = "rdskd.trial_key"
+TAG_TRIAL_ID = "ray.trial_id"
+TAG_STATUS = "rdskd.status"
+TAG_ERROR = "rdskd.error"
+TAG_METHOD = "method"
+TAG_DATASET = "dataset"
+TAG_STUDENT = "student_arch"
+TAG_TEACHER_SHA = "teacher_sha256"
+TAG_TEACHER_ARCH = "teacher_arch"
+TAG_GIT = "git_commit"
+TAG_MODEL_ID = "rdskd.model_id"
+TAG_ARTIFACTS = "rdskd.artifacts"  # complete | incomplete: <why>
+MLFLOW_PARENT = "mlflow.parentRunId"
+MLFLOW_NOTE = "mlflow.note.content"
+MLFLOW_RUN_NAME = "mlflow.runName"
+MLFLOW_GIT = "mlflow.source.git.commit"
+MLFLOW_SOURCE_NAME = "mlflow.source.name"
+MLFLOW_SOURCE_TYPE = "mlflow.source.type"
+
+CHAMPION = "champion"
+TEACHER_ALIAS = "current"
+TRAIN_EXPERIMENT = "rdskd-train"
+TEACHER_EXPERIMENT = "rdskd-teachers"
+
+# ---------------------------------------------------------------- metrics
+PREFIXES = {"g": "generator", "s": "student"}
+# Engine loss-term short names -> readable MLflow chart titles (the short name stays first).
+TERM_NAMES = {
+    "total": "total_loss", "oh": "oh_one_hot", "ie": "ie_class_entropy", "ds": "ds_sample_diversity",
+    "a": "a_activation", "bn": "bn_statistics", "adv": "adv_discrepancy", "l1": "l1_logit_distance",
+    "ar": "ar_activation_boundary", "vi": "vi_virtual_interpolation", "kd": "kd_distillation",
+}
+# Progress keys (besides loss terms) worth a chart, and their MLflow names.
+PROGRESS_NAMES = {"samples_per_s": "samples_per_s", "lr_generator": "lr/generator", "lr_student": "lr/student"}
+# Final metrics of a distillation (DistillResult fields): logged once, at the last step.
+FINAL_KEYS = ("student_accuracy", "teacher_accuracy", "iterations", "generator_steps", "student_steps",
+              "train_time_s", "wall_time_s", "world_size")
+FINAL_RENAMES = {"samples_per_s": "samples_per_s_overall"}  # the run's mean, not the last interval's
+
+_BAD = re.compile(r"[^\w\-. :/]")
+
+
+def metric_name(key: str) -> str:
+    """The MLflow name of an engine report key (`g/oh` -> `generator/oh_one_hot`)."""
+    head, sep, tail = key.partition("/")
+    if sep and head in PREFIXES:
+        if tail.startswith("ref_"):  # RDSKD's exponential-penalty references
+            key = f"penalty_reference/{tail[4:]}"
+        else:
+            key = f"{PREFIXES[head]}/{TERM_NAMES.get(tail, tail)}"
+    else:
+        key = PROGRESS_NAMES.get(key, key)
+    return _BAD.sub("_", key)[:250]
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return None
+
+
+def progress_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """The chartable part of one progress report: loss terms (`g/...`, `s/...`) and PROGRESS_NAMES."""
+    out: dict[str, float] = {}
+    for key, value in report.items():
+        if "/" in key or key in PROGRESS_NAMES:
+            v = _number(value)
+            if v is not None:
+                out[metric_name(key)] = v
+    return out
+
+
+def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in FINAL_KEYS:
+        v = _number(result.get(key))
+        if v is not None:
+            out[key] = v
+    for key, name in FINAL_RENAMES.items():
+        v = _number(result.get(key))
+        if v is not None:
+            out[name] = v
+    return out
+
+
+# ---------------------------------------------------------------- params
+def params_from_config(config: Mapping[str, Any], skip: Iterable[str] = ("output", "checkpoint", "data_root")) -> dict[str, str]:
+    """Every option of a (resolved) DistillConfig as an MLflow param; None as 'None'."""
+    out = {}
+    for key, value in sorted(config.items()):
+        if key in skip:
+            continue
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value)
+        out[key] = str(value)[:6000]
+    return out
+
+
+# ---------------------------------------------------------------- entity names
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
+
+
+def student_model_name(dataset: str, arch: str) -> str:
+    return f"rdskd-{_slug(dataset)}-{_slug(arch)}"
+
+
+def teacher_model_name(dataset: str, arch: str) -> str:
+    return f"rdskd-teacher-{_slug(dataset)}-{_slug(arch)}"
+
+
+def trial_run_name(key: Optional[str], method: Optional[str], trial_id: str) -> str:
+    """`rdskd-p003-s0` reads as 'method rdskd, design point 3, seed 0'; optimize keys are method-trialid."""
+    return key or f"{method or 'trial'}-{trial_id}"
+
+
+def glossary() -> str:
+    return ("Metrics (x axis: loop iteration): `generator/*` and `student/*` are the loss terms of the generator and "
+            "student steps, averaged over each reporting interval (the engine's names g/oh, s/total, ... with a "
+            "readable suffix); `penalty_reference/*` are RDSKD's exponential-penalty references; `samples_per_s` is "
+            "per interval, `samples_per_s_overall` the run's mean; `student_accuracy` and `teacher_accuracy` are "
+            "test-split accuracies (%) at the end of the budget.")

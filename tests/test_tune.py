@@ -1,0 +1,351 @@
+"""rdskd_dist.tune: spec, Sobol design and pairing, summary statistics, and real sweeps on a local Ray.
+
+The sweeps use the digits demo with tiny budgets (2 generator steps, 4 student steps, batch 16):
+the numbers are meaningless, the machinery is what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from rdskd_dist.errors import UserError
+from rdskd_dist.tune.design import apply_design, reference_values, robustness_design, sobol_unit, trial_config
+from rdskd_dist.tune.report import describe, markdown, summarize
+from rdskd_dist.tune.spec import Dim, load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_BASE = {"dataset": "digits", "generator_steps": 2, "student_steps": 4, "batch_size": 16, "log_every": 2,
+             "eval_batch_size": 512}
+
+
+@pytest.fixture(scope="module")
+def random_teacher(tmp_path_factory) -> Path:
+    """An untrained LeNet-5 saved as a teacher checkpoint: the sweep tests need a teacher, not a good one."""
+    from rdskd_dist.models import create_model
+    from rdskd_dist.teachers import save_teacher
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tune-teacher") / "teacher.pt"
+    save_teacher(create_model("lenet5", num_classes=10, in_channels=1, image_size=32), path, dataset="digits",
+                 test_accuracy=10.0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real local Ray with 2 CPUs, started once for the module (and only shut down if started here)."""
+    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+                       "RAY_AUTH_MODE": "disabled"}.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
+                 log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def tiny_spec(tmp_path: Path, name: str, teacher: Path | None, **extra) -> dict:
+    data = {"name": name, "methods": ["rdskd", "dafl"], "base": dict(TINY_BASE),
+            "space": {"w_oh": {"low": 0.1, "high": 10}, "w_ie": {"low": 0.1, "high": 10}},
+            "num_points": 3, "seeds": [0], "max_concurrent": 2, "trial": {"workers": 0},
+            "output": str(tmp_path / "sweeps")}
+    if teacher is not None:
+        data["base"]["teacher"] = str(teacher)
+    data.update(extra)
+    return data
+
+
+def write_spec(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+# ---------------------------------------------------------------- spec
+
+
+def test_spec_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nmethods: [rdskd]\nbase:\n  teacher: t.pt\n  generator_stepz: 3\n")
+    with pytest.raises(UserError, match=r"bad.yaml:5: base.generator_stepz: unknown option"):
+        load_spec(path)
+    path.write_text("name: bad\nmethods: [rdskd, nope]\nbase: {teacher: t.pt}\n")
+    with pytest.raises(UserError, match=r"bad.yaml:2: methods: unknown method 'nope'"):
+        load_spec(path)
+    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt, method: dafl}\n")
+    with pytest.raises(UserError, match=r"base.method is set per trial"):
+        load_spec(path)
+    path.write_text("name: bad\nmethods: [rdskd]\nbase: {dataset: digits}\n")
+    with pytest.raises(UserError, match=r"no teacher"):
+        load_spec(path)
+    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nspace:\n  w_oh: {low: 0, high: 1}\n")
+    with pytest.raises(UserError, match=r"bad.yaml:5: space.w_oh: .*log-scale range needs low > 0"):
+        load_spec(path)
+
+
+def test_spec_overrides_and_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_spec(tmp_path, tiny_spec(tmp_path, "ov", None, teacher_train={"epochs": 1},
+                                          base={**TINY_BASE, "data_root": "data"}))
+    spec = load_spec(path, {"max_concurrent": 3, "trial.workers": 1}, {"generator_steps": 7})
+    assert spec.max_concurrent == 3 and spec.trial.workers == 1 and spec.base.generator_steps == 7
+    assert spec.base.data_root == tmp_path / "data" and spec.output.is_absolute()
+    # a command-line error is reported without a file:line
+    with pytest.raises(UserError, match=r"^invalid sweep spec: base.batch_size: "):
+        load_spec(path, base_overrides={"batch_size": 0})
+    # the shipped specs are valid
+    for shipped in sorted((REPO / "tune").glob("*.yaml")):
+        assert load_spec(shipped).methods
+
+
+def test_cli_reports_bad_options_in_one_line(capsys):
+    from rdskd_dist.tune.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--spec", "no-such-spec.yaml"])
+    assert exc.value.code == 2 and "spec file not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- design
+
+
+def test_sobol_design_is_deterministic_bounded_and_paired(tmp_path):
+    a, b, c = sobol_unit(16, 4, 0), sobol_unit(16, 4, 0), sobol_unit(16, 4, 1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.shape == (16, 4) and (a >= 0).all() and (a < 1).all()
+    # a Sobol design of 2^k points fills every 1/16 stratum of each axis exactly once
+    assert all(sorted(np.floor(a[:, j] * 16).astype(int)) == list(range(16)) for j in range(4))
+
+    spec = load_spec(None, data=tiny_spec(tmp_path, "d", Path("/t.pt"), num_points=8, seeds=[0, 5],
+                                          methods=["rdskd", "dafl", "dfad"],
+                                          space={"w_oh": {"low": 0.1, "high": 10},
+                                                 "batch_size": {"choices": [0.5, 1, 2]},
+                                                 "lr_student": {"low": 1e-4, "high": 1e-2, "relative": False}}))
+    plans = robustness_design(spec)
+    assert len(plans) == 8 * 2 * 3 and len({p.key for p in plans}) == len(plans)
+    assert plans == robustness_design(spec)  # deterministic
+    by_unit: dict = {}
+    for p in plans:
+        by_unit.setdefault((p.point, p.seed), []).append(p)
+    for (point, seed), group in by_unit.items():
+        assert sorted(p.method for p in group) == ["dafl", "dfad", "rdskd"]
+        assert all(p.x == group[0].x for p in group)  # the same design values for every method
+    xs = [p.x for p in plans]
+    assert all(0.1 <= x["w_oh"] <= 10 and x["batch_size"] in (0.5, 1, 2) and 1e-4 <= x["lr_student"] <= 1e-2
+               for x in xs)
+
+    # relative values multiply each method's own reference; absolute ones are used as they are
+    x = {"w_oh": 2.0, "batch_size": 0.5, "lr_student": 3e-3}
+    rd, da = apply_design(spec.base, "rdskd", spec.space, x), apply_design(spec.base, "dafl", spec.space, x)
+    assert rd["w_oh"] == 2.0 * reference_values(spec.base, "rdskd")["w_oh"]
+    assert rd["batch_size"] == 8 and rd["lr_student"] == da["lr_student"] == 3e-3
+    spec_ie = load_spec(None, data=tiny_spec(tmp_path, "d2", Path("/t.pt"), space={"w_ie": {"low": 0.1, "high": 10}}))
+    assert apply_design(spec_ie.base, "dafl", spec_ie.space, {"w_ie": 3.0})["w_ie"] == 15.0  # DAFL's MNIST w_ie is 5
+    cfg, columns = trial_config(spec_ie.base, "dafl", 7, spec_ie.space, {"w_ie": 3.0})
+    assert cfg.seed == 7 and cfg.w_ie == 15.0 and columns["w_a"] == 0.1 and columns["mult_w_ie"] == 3.0
+
+
+def test_dim_mapping():
+    d = Dim(low=0.1, high=10)
+    assert d.value(0.0) == pytest.approx(0.1) and d.value(0.5) == pytest.approx(1.0)
+    assert Dim(low=2, high=4, log=False).value(0.25) == 2.5
+    assert [Dim(choices=[1, 2, 3]).value(u) for u in (0.0, 0.34, 0.99)] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _row(method, point, acc, status="ok", seed=0):
+    return {"key": f"{method}-p{point:03d}-s{seed}", "method": method, "point": point, "seed": seed,
+            "status": status, "student_accuracy": acc if status == "ok" else None, "error": None}
+
+
+def test_summary_statistics_and_failures_are_not_scored():
+    rows = [_row("rdskd", i, a) for i, a in enumerate([90.0, 91.0, 85.0, 90.5])]
+    rows += [_row("dafl", 0, 80.0), _row("dafl", 1, 92.0), _row("dafl", 2, None, "failed"), _row("dafl", 3, 91.5)]
+    rows += [_row("dfad", 0, None, "failed")]
+    s = summarize(rows, ["rdskd", "dafl", "dfad"], "rdskd")
+    r, d, f = s["methods"]["rdskd"], s["methods"]["dafl"], s["methods"]["dfad"]
+    v = np.array([90.0, 91.0, 85.0, 90.5])
+    assert r["mean"] == pytest.approx(v.mean()) and r["std"] == pytest.approx(v.std(ddof=1))
+    assert r["p10"] == pytest.approx(np.percentile(v, 10)) and r["within_1pt"] == pytest.approx(3 / 4)
+    assert r["paired"] is None
+    assert (d["ok"], d["failed"]) == (3, 1) and d["mean"] == pytest.approx(np.mean([80, 92, 91.5]))
+    diffs = np.array([80 - 90, 92 - 91, 91.5 - 90.5])  # point 2 failed for dafl: not a pair
+    assert d["paired"]["pairs"] == 3 and d["paired"]["mean"] == pytest.approx(diffs.mean())
+    assert d["paired"]["std"] == pytest.approx(diffs.std(ddof=1))
+    assert (d["paired"]["min"], d["paired"]["max"]) == (pytest.approx(-10), pytest.approx(1))
+    assert (f["ok"], f["failed"], f["mean"], f["paired"]["pairs"]) == (0, 1, None, 0)
+    assert {x["key"] for x in s["not_scored"]} == {"dafl-p002-s0", "dfad-p000-s0"}
+    assert "dafl-p002-s0 (failed)" in markdown(s)
+    assert describe([]) ["mean"] is None and describe([5.0])["std"] == 0.0
+
+
+# ---------------------------------------------------------------- real sweeps
+
+
+def _check_summary_against_parquet(rows: list[dict], summary: dict, methods: list[str], reference: str) -> None:
+    ref = {(r["point"], r["seed"]): r["student_accuracy"] for r in rows if r["method"] == reference and r["status"] == "ok"}
+    for m in methods:
+        acc = np.array([r["student_accuracy"] for r in rows if r["method"] == m and r["status"] == "ok"])
+        s = summary["methods"][m]
+        assert s["ok"] == len(acc)
+        assert s["failed"] == sum(r["method"] == m and r["status"] == "failed" for r in rows)
+        assert s["mean"] == pytest.approx(acc.mean()) and s["min"] == pytest.approx(acc.min())
+        assert s["max"] == pytest.approx(acc.max()) and s["p10"] == pytest.approx(np.percentile(acc, 10))
+        assert s["std"] == pytest.approx(acc.std(ddof=1) if len(acc) > 1 else 0.0)
+        assert s["within_1pt"] == pytest.approx(np.mean(acc >= acc.max() - 1.0))
+        if m != reference:
+            d = np.array([r["student_accuracy"] - ref[(r["point"], r["seed"])] for r in rows
+                          if r["method"] == m and r["status"] == "ok" and (r["point"], r["seed"]) in ref])
+            assert s["paired"]["pairs"] == len(d) and s["paired"]["mean"] == pytest.approx(d.mean())
+            assert s["paired"]["min"] == pytest.approx(d.min()) and s["paired"]["max"] == pytest.approx(d.max())
+
+
+def test_robustness_sweep_rows_pairing_and_summary(tmp_path, ray_cluster):
+    """2 methods x 3 Sobol points, the teacher trained once into the sweep folder (teacher_train)."""
+    from rdskd_dist.tune.sweep import run_sweep
+
+    spec = load_spec(None, data=tiny_spec(tmp_path, "robust", None, teacher_train={"epochs": 1, "batch_size": 256}))
+    start = time.perf_counter()
+    outcome = run_sweep(spec, plots=True)
+    print(f"robustness sweep: {time.perf_counter() - start:.1f}s")
+    folder = outcome.folder
+    assert outcome.complete and (folder.path / "teacher.pt").is_file()
+    rows = read_rows(folder.parquet)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    assert sorted((r["method"], r["point"]) for r in rows) == sorted((m, p) for m in ("rdskd", "dafl") for p in range(3))
+    for r in rows:
+        assert 0.0 <= r["student_accuracy"] <= 100.0 and r["error"] is None and r["wall_time_s"] > 0
+        assert r["generator_steps"] > 0 and r["student_steps"] == 4 and r["budget_student_steps"] == 4
+        assert Path(r["result_path"], "student.pt").is_file()
+        cfg = json.loads(r["config_json"])
+        assert cfg["method"] == r["method"] and cfg["seed"] == r["seed"] == 0
+    # pairing: every point has the same design values and seed for both methods ...
+    for p in range(3):
+        a, b = [next(r for r in rows if r["method"] == m and r["point"] == p) for m in ("rdskd", "dafl")]
+        assert (a["mult_w_oh"], a["mult_w_ie"], a["seed"]) == (b["mult_w_oh"], b["mult_w_ie"], b["seed"])
+        # ... applied to each method's own reference weights (RDSKD 1/1, DAFL 1/5 on digits)
+        assert a["w_oh"] == pytest.approx(a["mult_w_oh"]) and a["w_ie"] == pytest.approx(a["mult_w_ie"])
+        assert b["w_ie"] == pytest.approx(5 * b["mult_w_ie"]) and b["w_a"] == pytest.approx(0.1)
+    assert len({r["mult_w_oh"] for r in rows}) == 3  # three distinct points
+    summary = json.loads((folder.path / "summary.json").read_text())
+    assert summary == outcome.summary
+    _check_summary_against_parquet(rows, summary, ["rdskd", "dafl"], "rdskd")
+    assert "| dafl | 3 | 0 |" in (folder.path / "summary.md").read_text()
+    assert {p.name for p in outcome.plots} >= {"accuracy_by_method.png", "accuracy_vs_options.png"}
+    # running it again without --resume refuses to touch the finished sweep
+    with pytest.raises(UserError, match="pass --resume"):
+        run_sweep(spec)
+
+
+def test_resume_runs_only_unfinished_trials(tmp_path, ray_cluster, random_teacher):
+    """A sweep stopped after 2 of 4 trials (--max-trials) is completed by --resume without rerunning them."""
+    from rdskd_dist.tune.sweep import run_sweep
+
+    spec = load_spec(None, data=tiny_spec(tmp_path, "resume", random_teacher, num_points=2))
+    first = run_sweep(spec, max_trials=2, plots=False)
+    assert not first.complete and len(first.rows) == 2
+    before = {r["key"]: r for r in first.rows}
+    ledger_times = {k: (first.folder.ledger_dir / f"{k}.json").stat().st_mtime_ns for k in before}
+
+    second = run_sweep(spec, resume=True, plots=False)
+    assert second.complete and len(second.rows) == 4
+    after = {r["key"]: r for r in second.rows}
+    for key, row in before.items():  # finished trials kept as they were: same Tune trial, attempt, start time
+        assert {k: after[key][k] for k in ("trial_id", "attempt", "started_at")} == \
+               {k: row[k] for k in ("trial_id", "attempt", "started_at")}
+        assert (second.folder.ledger_dir / f"{key}.json").stat().st_mtime_ns == ledger_times[key]
+    new = [r for k, r in after.items() if k not in before]
+    assert len(new) == 2 and {r["attempt"] for r in new}.isdisjoint({r["attempt"] for r in before.values()})
+    assert min(r["started_at"] for r in new) > max(r["finished_at"] for r in before.values())
+    assert len(read_rows(second.folder.parquet)) == 4
+    # resuming a finished sweep starts nothing and reports it again
+    third = run_sweep(spec, resume=True, plots=False)
+    assert {r["key"]: r["started_at"] for r in third.rows} == {k: r["started_at"] for k, r in after.items()}
+
+
+def test_failed_trial_is_a_failed_row_never_scored(tmp_path, ray_cluster, random_teacher, capsys, monkeypatch):
+    """NaN injected through a command-line override (--lr-generator 1e30); the design brings one point back to a
+    sane 1e-3. Trials run as Ray Train TorchTrainers (one worker each), the failure crosses that boundary."""
+    from rdskd_dist.tune.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    data = tiny_spec(tmp_path, "fail", random_teacher, methods=["rdskd"], num_points=2,
+                     space={"lr_generator": {"choices": [1.0e-33, 1.0]}})
+    path = write_spec(tmp_path, data)
+    start = time.perf_counter()
+    code = main(["--spec", str(path), "--lr-generator", "1e30", "--trial-workers", "1", "--cpus-per-worker", "0.99",
+                 "--no-plots", "--no-tracking"])
+    print(f"failure sweep: {time.perf_counter() - start:.1f}s")
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = read_rows(tmp_path / "sweeps" / "fail" / "results.parquet")
+    assert len(rows) == 2
+    failed = [r for r in rows if r["status"] == "failed"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(failed) == 1 and len(ok) == 1
+    assert failed[0]["lr_generator"] == pytest.approx(1e30) and ok[0]["lr_generator"] == pytest.approx(1e-3)
+    assert failed[0]["student_accuracy"] is None
+    assert "NonFiniteLossError" in failed[0]["error"] and "NaN or inf" in failed[0]["error"]
+    assert ok[0]["world_size"] == 1 and ok[0]["checkpoint_path"] and Path(ok[0]["result_path"], "student.pt").is_file()
+    summary = json.loads((tmp_path / "sweeps" / "fail" / "summary.json").read_text())
+    s = summary["methods"]["rdskd"]
+    assert (s["ok"], s["failed"]) == (1, 1) and s["mean"] == pytest.approx(ok[0]["student_accuracy"])
+    assert summary["not_scored"][0]["key"] == failed[0]["key"]
+    assert f"not scored: {failed[0]['key']} (failed): NonFiniteLossError" in out
+    assert "failed" in (tmp_path / "sweeps" / "fail" / "summary.md").read_text()
+
+
+def test_ctrl_c_then_resume(tmp_path, ray_cluster, random_teacher):
+    """Ctrl-C (SIGINT) to a running `python -m rdskd_dist.tune` after its first finished trial; --resume then
+    completes the sweep without running the finished trials again."""
+    data = tiny_spec(tmp_path, "interrupt", random_teacher, num_points=2, max_concurrent=1,
+                     base={**TINY_BASE, "teacher": str(random_teacher), "student_steps": 40, "log_every": 10})
+    path = write_spec(tmp_path, data)
+    ledger = tmp_path / "sweeps" / "interrupt" / "ledger"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rdskd_dist.tune", "--spec", str(path), "--no-plots", "--no-tracking"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and not list(ledger.glob("*.json")):
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[0]
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    finished = {json.loads(p.read_text())["key"]: json.loads(p.read_text()) for p in ledger.glob("*.json")}
+    assert 1 <= len(finished) < 4, out
+    assert "sweep incomplete" in out and proc.returncode == 1, out
+
+    from rdskd_dist.tune.sweep import run_sweep
+
+    outcome = run_sweep(load_spec(path), resume=True, plots=False)
+    assert outcome.complete and len(outcome.rows) == 4
+    after = {r["key"]: r for r in outcome.rows}
+    for key, row in finished.items():
+        assert (after[key]["trial_id"], after[key]["started_at"]) == (row["trial_id"], row["started_at"])
+    assert len({r["attempt"] for r in outcome.rows}) == 2
