@@ -36,8 +36,9 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], s
         if name in skip or (isinstance(tp, type) and issubclass(tp, BaseModel)):
             continue  # nested models live in YAML files only
         flag = "--" + name.replace("_", "-")
-        default = field.default if field.default is not None else "per dataset/method"
-        help_text = f"{field.description or ''} (default: {default})".strip()
+        help_text = field.description or ""
+        if field.default is not None and not callable(field.default_factory):
+            help_text += f" (default: {field.default})"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         origin = typing.get_origin(tp)
         if tp is bool:
