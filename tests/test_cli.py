@@ -82,7 +82,6 @@ def test_bad_input_fails_with_one_clear_line(case, bad_files, digits_teacher, tm
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    import re
 
     assert re.search(pattern, lines[0]), lines[0]
     assert not out.exists()  # nothing half-written

@@ -18,6 +18,7 @@ from rdskd_dist.io import atomic_torch_save, atomic_write_json, safe_torch_load
 from rdskd_dist.models import model_spec
 from rdskd_dist.teachers import load_teacher, teacher_from_module
 
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -29,6 +30,7 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"device {name} requested but CUDA is not available on this machine")
     return device
 
+
 def prepare_teacher(cfg: DistillConfig, teacher: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The frozen teacher and its metadata, from `cfg.teacher` or a module passed from Python."""
     spec = get_spec(cfg.dataset)
@@ -38,11 +40,13 @@ def prepare_teacher(cfg: DistillConfig, teacher: nn.Module | None = None) -> tup
         raise UserError("no teacher given: pass --teacher PATH (train one with python -m rdskd_dist.teacher)")
     return load_teacher(cfg.teacher, spec, arch=cfg.teacher_arch, sha256=cfg.teacher_sha256)
 
+
 def save_student(model: nn.Module, path: Path, extra: dict[str, Any]) -> None:
     """The student as a weights-only checkpoint: state_dict plus the spec that rebuilds its class."""
     module = unwrap(model)
     atomic_torch_save({"format": "rdskd-student/1", "arch": model_spec(module),
                        "state_dict": module.state_dict(), **extra}, path)
+
 
 def finish(engine: Distiller, teacher_meta: dict[str, Any], test_data, wall_start: float) -> DistillResult:
     """Evaluate the student (and the teacher) on the test split at the end of the budget."""
@@ -61,6 +65,7 @@ def finish(engine: Distiller, teacher_meta: dict[str, Any], test_data, wall_star
         student_steps=engine.s_step, train_time_s=engine.train_time_s, wall_time_s=time.perf_counter() - wall_start,
         samples_per_s=samples / max(engine.train_time_s, 1e-9), world_size=engine.world_size,
         device=str(engine.device.type))
+
 
 def run_distillation(cfg: DistillConfig, teacher: nn.Module | None = None,
                      on_report: ReportCallback | None = None) -> DistillResult:
@@ -86,10 +91,15 @@ def run_distillation(cfg: DistillConfig, teacher: nn.Module | None = None,
         write_outputs(cfg.output, engine, result, teacher_meta)
     return result
 
+
 def write_outputs(out: Path, engine: Distiller, result: DistillResult, teacher_meta: dict[str, Any]) -> None:
     save_student(engine.student, out / "student.pt", {"dataset": engine.cfg.dataset,
                                                       "test_accuracy": result.student_accuracy})
+    generator = unwrap(engine.generator)
+    atomic_torch_save({"format": "rdskd-generator/1", "arch": model_spec(generator),
+                       "state_dict": generator.state_dict()}, out / "generator.pt")
     atomic_write_json({**result.to_dict(), "config": engine.cfg.model_dump(mode="json"),
                        "teacher": {k: v for k, v in teacher_meta.items() if k != "path"}}, out / "result.json")
+
 
 ProgressCallback = Callable[[dict[str, float], Any], None]

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.errors import UserError
+from rdskd_dist.methods.base import Terms
 from rdskd_dist.methods.dfad import DFAD
 from rdskd_dist.methods.losses import activation_boundary_loss, l1_logit_loss
 from rdskd_dist.methods.registry import register_method

@@ -53,7 +53,7 @@ _TRANSIENT_CODES = ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERN
 def configure_mlflow_env() -> None:
     for key, value in MLFLOW_ENV.items():
         os.environ.setdefault(key, value)
-    for name in ("mlflow.store.db.utils", "mlflow.tracking.fluent", "alembic"):  # schema set-up chatter
+    for name in ("mlflow.store", "mlflow.tracking.fluent", "alembic"):  # schema set-up and registry chatter
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

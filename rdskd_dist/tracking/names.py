@@ -5,7 +5,7 @@ sections by the part before the first slash and titles each chart with the rest.
 loss terms (`g/oh`, `s/total`, ...) are therefore logged under readable sections and names that
 keep the engine's short name first: `generator/oh_one_hot`, `generator/ie_class_entropy`,
 `generator/ds_sample_diversity`, `student/total_loss`, `penalty_reference/oh` (RDSKD's `g/ref_oh`),
-`lr/generator`, ... (see TERM_NAMES). Any other character becomes `_`.
+... (see TERM_NAMES). Any other character becomes `_`.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ TERM_NAMES = {
     "a": "a_activation", "bn": "bn_statistics", "adv": "adv_discrepancy", "l1": "l1_logit_distance",
     "ar": "ar_activation_boundary", "vi": "vi_virtual_interpolation", "kd": "kd_distillation",
 }
-# Progress keys (besides loss terms) worth a chart, and their MLflow names.
-PROGRESS_NAMES = {"samples_per_s": "samples_per_s", "lr_generator": "lr/generator", "lr_student": "lr/student"}
+# Progress keys (besides loss terms) worth a chart, and their MLflow names. Learning rates are params
+# (their decay follows from lr_decay_at), step counters are the x axis.
+PROGRESS_NAMES = {"samples_per_s": "samples_per_s"}
 # Final metrics of a distillation (DistillResult fields): logged once, at the last step.
 FINAL_KEYS = ("student_accuracy", "teacher_accuracy", "iterations", "generator_steps", "student_steps",
               "train_time_s", "wall_time_s", "world_size")

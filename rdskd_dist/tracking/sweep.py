@@ -46,6 +46,7 @@ class SweepTracker:
         self.client = RetryingClient(self.uri, retry_for_s)
         self.experiment_id: Optional[str] = None
         self.run_id: Optional[str] = None
+        self._callbacks: list = []
 
     @classmethod
     def for_spec(cls, spec, tracking_uri: Optional[str] = None, resume: bool = False) -> "SweepTracker":
@@ -102,8 +103,10 @@ class SweepTracker:
 
         if self.run_id is None:
             self.start()
-        return MlflowTrialCallback(self.uri, self.experiment_id, self.run_id, self.sweep, method=method,
-                                   retry_for_s=self.retry_for_s)
+        callback = MlflowTrialCallback(self.uri, self.experiment_id, self.run_id, self.sweep, method=method,
+                                       retry_for_s=self.retry_for_s)
+        self._callbacks.append(callback)
+        return callback
 
     # ------------------------------------------------------------ finish
     def finish(self, parquet: Optional[str | os.PathLike] = None, summary: Iterable[str | os.PathLike] = (),
@@ -115,6 +118,8 @@ class SweepTracker:
         if self.run_id is None:
             return None
         version = None
+        for callback in self._callbacks:  # trials' runs first: the champion is chosen among them
+            callback.drain()
         try:
             for path in [parquet, *summary]:
                 if path and Path(path).is_file():
@@ -159,9 +164,10 @@ class SweepTracker:
         if ok:
             scores = [float(r[metric]) for r in ok]
             values[f"best_{metric}"] = max(scores) if self.objective[1] == "max" else min(scores)
-            for method in sorted({r["method"] for r in ok}):
+            short = "accuracy" if metric == "student_accuracy" else metric
+            for method in sorted({r["method"] for r in ok}):  # one chart per method in the UI's section
                 mine = [float(r[metric]) for r in ok if r["method"] == method]
-                values[f"mean_{metric}/{method}"] = sum(mine) / len(mine)
+                values[f"{short}_mean/{method}"] = sum(mine) / len(mine)
         log_metrics(self.client, self.run_id, values, step=0)
 
     def _child_runs(self) -> list:

@@ -205,8 +205,13 @@ class SweepSpec(BaseModel):
         return data
 
 
+def _is_uri(text: str) -> bool:
+    """s3://..., gs://... and MLflow's models:/NAME@ALIAS are not local paths."""
+    return "://" in text or text.startswith("models:/")
+
+
 def _absolute(path: Optional[Path | str]) -> Optional[Path]:
-    if path is None or "://" in str(path):
+    if path is None or _is_uri(str(path)):
         return path if path is None else Path(str(path))
     return Path(path).expanduser().resolve()
 
@@ -215,7 +220,8 @@ def absolutize(spec: SweepSpec) -> SweepSpec:
     """Resolve relative paths against the current folder (trials may run elsewhere)."""
     base = spec.base.model_copy(update={
         "data_root": _absolute(spec.base.data_root),
-        "teacher": str(_absolute(spec.base.teacher)) if spec.base.teacher and "://" not in spec.base.teacher else spec.base.teacher,
+        "teacher": spec.base.teacher if not spec.base.teacher or _is_uri(spec.base.teacher)
+        else str(_absolute(spec.base.teacher)),
     })
     return spec.model_copy(update={"base": base, "output": _absolute(spec.output)})
 

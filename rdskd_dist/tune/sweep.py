@@ -286,6 +286,7 @@ def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress,
                           else FloatDistribution(d.low, d.high, log=d.log)) for name, d in spec.space.items()}}
     storage = optuna.storages.RDBStorage(f"sqlite:///{folder.path / 'optuna.db'}")
     sampler = optuna.samplers.TPESampler(seed=spec.design_seed + index, multivariate=True, constant_liar=True)
+
     class FinalObjectiveSearch(OptunaSearch):
         """OptunaSearch that skips intermediate results: the objective exists only in a trial's last report."""
 
