@@ -31,10 +31,10 @@ def test_generator_lowers_authenticity_and_diversity_terms(digits_teacher, metho
     engine.generator_step()
     first = {k: v.item() for k, v in engine._sums.items()}
     engine._sums.clear(), engine._counts.clear()
-    for _ in range(40):
+    for _ in range(20):
         engine.generator_step()
     engine._sums.clear(), engine._counts.clear()
-    for _ in range(5):
+    for _ in range(3):
         engine.generator_step()
     assert mean_metric(engine, "g/total") < first["g/total"] - 0.05
     assert mean_metric(engine, "g/ie") <= first["g/ie"] + 1e-3  # class diversity does not collapse

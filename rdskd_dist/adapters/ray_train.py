@@ -75,7 +75,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rdskd_dist.config import DistillConfig
-from rdskd_dist.engine.loop import DistillResult, Distiller, unwrap
+from rdskd_dist.engine.loop import DistillResult, Distiller, to_device, unwrap
 from rdskd_dist.engine.run import finish, prepare_teacher, write_outputs
 from rdskd_dist.errors import NonFiniteLossError, UserError, one_line
 from rdskd_dist.io import atomic_write_json, safe_torch_load
@@ -160,16 +160,6 @@ def _claim_marker(storage: str, run_name: str) -> bool:
 
 # ---------------------------------------------------------------- per-rank state
 
-def _to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
-    return obj
-
-
 def _module_buffers(engine: Distiller) -> dict[str, dict[str, torch.Tensor]]:
     return {name: {k: v.detach().cpu().clone() for k, v in unwrap(module).named_buffers()}
             for name, module in (("generator", engine.generator), ("student", engine.student))}
@@ -185,7 +175,7 @@ def _gather_rank_state(engine: Distiller, state: dict[str, Any], world_size: int
     """
     import torch.distributed as dist
 
-    mine = _to_device({"rng": state["rng"], "method": state["method"]}, torch.device("cpu"))
+    mine = to_device({"rng": state["rng"], "method": state["method"]}, torch.device("cpu"))
     mine["buffers"] = _module_buffers(engine)
     if world_size > 1 and dist.is_initialized():
         gathered: list[Any] = [None] * world_size
@@ -202,7 +192,7 @@ def _restore(engine: Distiller, state: dict[str, Any], rank: int) -> None:
     elif rank > 0:  # more workers than when the checkpoint was written: fresh noise for this rank
         state = {**state, "rng": {**state["rng"], "noise": torch.Generator().manual_seed(
             engine.cfg.seed * 1000 + rank + 7919 * state["iteration"]).get_state()}}
-    state = {**state, "method": _to_device(state["method"], engine.device)}
+    state = {**state, "method": to_device(state["method"], engine.device)}
     engine.load_state_dict(state)
     own = ranks[rank]["buffers"] if rank < len(ranks) and "buffers" in ranks[rank] else {}
     for name, module in (("generator", engine.generator), ("student", engine.student)):

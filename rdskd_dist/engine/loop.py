@@ -67,14 +67,14 @@ def _step_decay(total_steps: int, fractions: list[float], gamma: float) -> Calla
     return lambda step: gamma ** sum(step >= m for m in milestones)
 
 
-def _to_device(obj: Any, device: torch.device) -> Any:
+def to_device(obj: Any, device: torch.device) -> Any:
     """Checkpoints load onto the CPU; move nested tensors (e.g. penalty references) to the run's device."""
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
     if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
+        return {k: to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
+        return type(obj)(to_device(v, device) for v in obj)
     return obj
 
 
@@ -341,7 +341,7 @@ class Distiller:
         self.opt_s.load_state_dict(state["opt_s"])
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_s.load_state_dict(state["sched_s"])
-        self.method.load_state_dict(_to_device(state["method"], self.device))
+        self.method.load_state_dict(to_device(state["method"], self.device))
         rng = state["rng"]
         self.noise.set_state(rng["noise"])
         torch.set_rng_state(rng["torch"])
