@@ -156,20 +156,20 @@ class Distiller:
         return torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device, generator=self.noise)
 
     def _record(self, prefix: str, terms: Terms) -> None:
-        """Accumulate term values on the device: no host synchronisation in the hot loop."""
-        step = torch.tensor(self.iteration, device=self.device)
+        """Accumulate term values on the device: no host synchronisation or copy in the hot loop."""
         for name, value in terms.items():
             key = f"{prefix}/{name}"
             value = value.detach().float()
             if key not in self._sums:
                 self._sums[key] = torch.zeros((), device=self.device)
                 self._counts[key] = 0
-            if key not in self._first_bad:
+            if key not in self._first_bad:  # kept across reports, unlike the sums
                 self._first_bad[key] = torch.full((), _NEVER, device=self.device, dtype=torch.long)
             self._sums[key] += value
             self._counts[key] += 1
             bad = ~torch.isfinite(value)
-            self._first_bad[key] = torch.where(bad, torch.minimum(self._first_bad[key], step), self._first_bad[key])
+            first = self._first_bad[key]
+            self._first_bad[key] = torch.where(bad, first.clamp(max=self.iteration), first)
 
     def _set_student_trainable(self, trainable: bool) -> None:
         for p in unwrap(self.student).parameters():
