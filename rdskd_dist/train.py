@@ -13,7 +13,7 @@ from rdskd_dist.adapters.ray_train import ScaleConfig
 from rdskd_dist.cli import parse_config
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.engine import run_distillation
-from rdskd_dist.errors import cli_entrypoint
+from rdskd_dist.errors import UserError, cli_entrypoint
 from rdskd_dist.tracking import resolve_tracking_uri
 
 
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     job = parse_config(TrainJobConfig, argv, "python -m rdskd_dist.train",
                        "Distil a teacher into a student without its training data.")
     cfg, scale = job.distill_config(), job.scale_config()
+    if scale.address and scale.workers == 0:
+        raise UserError("--address joins a Ray cluster for --workers N >= 1; --workers 0 runs in this process")
     tracking_uri = resolve_tracking_uri(job.tracking_uri) if job.tracking else None  # fails fast, before training
     if cfg.teacher and cfg.teacher.startswith("models:/"):  # a registered teacher: download its checkpoint
         from rdskd_dist.tracking import resolve_teacher_uri

@@ -72,8 +72,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rdskd_dist.adapters.ray_connect import connect_ray, parse_ray_address
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.engine.loop import DistillResult, Distiller, to_device, unwrap
 from rdskd_dist.engine.run import finish, prepare_teacher, write_outputs
@@ -104,6 +105,19 @@ class ScaleConfig(BaseModel):
     run_name: Optional[str] = Field(None, description="Ray run name; the same name and storage resume a run; "
                                                       "unset: a new unique name")
     sync_batchnorm: bool = Field(False, description="SyncBatchNorm across GPU workers (ignored on CPU)")
+    address: Optional[str] = Field(None, description="Ray cluster to join with --workers: HOST:PORT (the head's GCS), "
+                                                     "ray://HOST:PORT or auto (default: $RAY_ADDRESS, else a local "
+                                                     "Ray on 127.0.0.1)")
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            try:
+                parse_ray_address(value)
+            except UserError as exc:  # pydantic reports ValueErrors with the option (and file:line)
+                raise ValueError(str(exc)) from None
+        return value
 
 
 # ---------------------------------------------------------------- storage helpers
@@ -397,8 +411,9 @@ def _root_cause(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
-def init_ray(num_cpus: Optional[int] = None, include_dashboard: bool = True) -> bool:
-    """Connect to Ray: `$RAY_ADDRESS` when set, else start a local instance. True if started here.
+def init_ray(num_cpus: Optional[int] = None, include_dashboard: bool = True, address: Optional[str] = None) -> bool:
+    """Join `address` / `$RAY_ADDRESS` (checked within seconds), else start a local instance on
+    127.0.0.1. True if started here.
 
     The local instance has all of this machine's CPUs (or `num_cpus`). Its dashboard (on
     127.0.0.1) costs about 2 s at start but serves the state API that Ray Train's placement-group
@@ -406,15 +421,7 @@ def init_ray(num_cpus: Optional[int] = None, include_dashboard: bool = True) -> 
     """
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-    else:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=include_dashboard)
-    return True
+    return connect_ray(address, num_cpus=num_cpus, include_dashboard=include_dashboard, log_to_driver=True)
 
 
 def result_from_metrics(metrics: dict[str, Any]) -> DistillResult:
@@ -425,14 +432,14 @@ def result_from_metrics(metrics: dict[str, Any]) -> DistillResult:
 def train_on_ray(cfg: DistillConfig, scale: ScaleConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Fit on Ray Train and return the final metrics (DistillResult fields, `done`, `path`, `checkpoint`).
 
-    Starts a local Ray (or joins `$RAY_ADDRESS`) if none is running. Failures end as one-line
+    Starts a local Ray (or joins `scale.address` / `$RAY_ADDRESS`) if none is running. Failures end as one-line
     errors: the worker's own UserError / NonFiniteLossError, else `RayTrainRunError`. With
     `cfg.output` set, `student.pt` and `result.json` are also copied there.
     """
     from ray.train import TrainingFailedError
 
     _worker_config(cfg, scale)  # option errors before starting Ray
-    init_ray()
+    init_ray(address=scale.address)
     trainer = build_trainer(cfg, scale, callbacks=callbacks)
     name = trainer.run_config.name
     try:

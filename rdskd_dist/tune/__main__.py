@@ -104,6 +104,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     from rdskd_dist.tracking import resolve_teacher_uri, resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri(ns["tracking_uri"]) if ns["tracking"] else None  # fails fast
+    if ns["address"] and not ns["report_only"]:  # fails fast too: ray.init retries a dead address for minutes
+        from rdskd_dist.adapters.ray_connect import check_ray_address
+
+        check_ray_address(ns["address"])
     if str(base_overrides.get("teacher", "")).startswith("models:/"):  # a registered teacher
         base_overrides["teacher"] = resolve_teacher_uri(base_overrides["teacher"], ns["tracking_uri"])
     spec = resolve_spec(ns, base_overrides)

@@ -58,21 +58,13 @@ class SweepOutcome:
 # ---------------------------------------------------------------- ray
 
 def init_ray(address: Optional[str] = None, verbose: bool = False) -> bool:
-    """Join `address` / $RAY_ADDRESS, or start a quiet local Ray. True when started here."""
+    """Join `address` / $RAY_ADDRESS, or start a quiet local Ray (on 127.0.0.1). True when started here."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    import ray
+    from rdskd_dist.adapters.ray_connect import connect_ray
 
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
     level = logging.INFO if verbose else logging.WARNING
-    if address:
-        ray.init(address=address, log_to_driver=verbose, logging_level=level)
-    else:
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=verbose,
-                 logging_level=level)
-    return True
+    return connect_ray(address, include_dashboard=False, log_to_driver=verbose, logging_level=level)
 
 
 def _quiet_logs(verbose: bool) -> None:
