@@ -6,6 +6,8 @@ import functools
 import sys
 from typing import Callable, Iterable, TypeVar
 
+from rdskd_dist.redact import redact
+
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -37,7 +39,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The message on one line, credentials masked (every user-facing error and warning goes through here)."""
+    return redact(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def cli_entrypoint(fn: F) -> F:

@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from rdskd_dist.cli import OneLineParser
 from rdskd_dist.errors import UserError, cli_entrypoint
+from rdskd_dist.redact import redact
 
 
 def build_parser() -> OneLineParser:
@@ -83,7 +84,7 @@ def pull(model_uri: str, out: Optional[str] = None, tracking_uri: Optional[str] 
         if pt2_diff > 1e-4:
             raise UserError(f"{model_uri}: the pt2 model and student.pt disagree (max |diff| {pt2_diff:.3g})")
     return {"model": model, "payload": payload, "result": result, "folder": folder, "version": version,
-            "name": ref.name, "tracking_uri": uri, "pt2_max_abs_diff": pt2_diff}
+            "name": ref.name, "tracking_uri": redact(uri), "pt2_max_abs_diff": pt2_diff}
 
 
 def evaluate(pulled: dict[str, Any], dataset: Optional[str], data_root: Optional[str], device_name: str) -> dict[str, Any]:

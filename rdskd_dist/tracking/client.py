@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from rdskd_dist.errors import one_line
+
 log = logging.getLogger("rdskd_dist.tracking")
 
 RETRY_ENV = "RDSKD_MLFLOW_RETRY_S"
@@ -104,7 +106,7 @@ def with_retries(fn: Callable[..., Any], what: str, retry_for_s: Optional[float]
                 if not is_transient(exc) or waited + delay > budget:
                     raise
                 if not warned:
-                    first = " ".join(str(exc).split())[:160]
+                    first = one_line(exc)[:160]
                     print(f"warning: MLflow call {what} failed ({first}); retrying for up to {budget:.0f}s",
                           file=sys.stderr, flush=True)
                     warned = True

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from rdskd_dist.errors import one_line
+from rdskd_dist.redact import redact
 from rdskd_dist.tracking import names
 from rdskd_dist.tracking.client import RetryingClient
 from rdskd_dist.tracking.registry import register_version
@@ -93,7 +94,7 @@ class SweepTracker:
         run = self.client.create_run(self.experiment_id, run_name=f"sweep {self.sweep}", tags=tags)
         self.run_id = run.info.run_id
         log_params(self.client, self.run_id, {k: str(v) for k, v in self.params.items()})
-        print(f"MLflow: sweep {self.sweep} -> experiment {self.sweep!r}, run {self.run_id} at {self.uri}",
+        print(f"MLflow: sweep {self.sweep} -> experiment {self.sweep!r}, run {self.run_id} at {redact(self.uri)}",
               flush=True)
         return self.run_id
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from rdskd_dist.errors import UserError, one_line
+from rdskd_dist.redact import redact
 from rdskd_dist.tracking import names
 from rdskd_dist.tracking.artifacts import find_outputs
 from rdskd_dist.tracking.client import RetryingClient
@@ -74,7 +75,7 @@ def log_train_run(cfg, result, output_dir: Optional[str | os.PathLike], metrics_
         model_id = log_finished(client, run_id, experiment_id, config=config, result=res, outputs=outputs,
                                 title=name, extra_tags={names.TAG_STATUS: "ok"}, model_name=f"student-{name}")
         info: dict[str, Any] = {"run_id": run_id, "experiment_id": experiment_id, "model_id": model_id,
-                                "model_version": None, "model_uri": None, "tracking_uri": uri}
+                                "model_version": None, "model_uri": None, "tracking_uri": redact(uri)}
         if register and model_id:
             model_name = names.student_model_name(config["dataset"], config["student"])
             lineage = {**config_tags(config), "train_run_id": run_id, names.TAG_GIT: tags.get(names.TAG_GIT),
@@ -92,7 +93,7 @@ def log_train_run(cfg, result, output_dir: Optional[str | os.PathLike], metrics_
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - one line for the CLI; the outputs on disk are intact
-        raise UserError(f"could not log the run to MLflow at {uri}: {one_line(exc)}"
+        raise UserError(f"could not log the run to MLflow at {redact(uri)}: {one_line(exc)}"
                         + (f" (outputs are in {output_dir})" if output_dir else "")) from None
     where = f"; registered {info['model_uri']}" if info["model_uri"] else ""
     print(f"MLflow: run {run_id} in experiment {experiment!r}{where}; {describe_uri(uri, experiment_id)}", flush=True)

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Optional
 
 from rdskd_dist.errors import UserError
+from rdskd_dist.redact import redact, split_credentials
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+ENV_USER, ENV_PASSWORD = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -74,7 +76,9 @@ def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
     """Validate a tracking URI before any training starts; returns it normalised.
 
     * `http(s)://host[:port][/prefix]`: the server must answer `GET /health` (or its REST API)
-      within `timeout_s`, else a one-line `UserError`.
+      within `timeout_s`, else a one-line `UserError`. Credentials in the URI (`user:password@`)
+      move to $MLFLOW_TRACKING_USERNAME / $MLFLOW_TRACKING_PASSWORD, which MLflow reads, and the
+      URI is returned without them: it is printed and passed around, they are not.
     * `sqlite:///path` (relative paths are made absolute) and `file:///path`: the folder must be
       creatable; a bare path ending in `.db` means a sqlite file.
     * SQL databases (`postgresql://`, `mysql://`, `mssql://`) are passed through unchecked.
@@ -85,7 +89,7 @@ def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
     if "://" not in uri and not uri.startswith(("sqlite:", "file:")):
         if uri.endswith(".db"):
             return check_tracking_uri(sqlite_uri(uri), timeout_s)
-        raise UserError(f"MLflow tracking URI {uri!r} has no scheme; {_hint()}")
+        raise UserError(f"MLflow tracking URI {redact(uri)!r} has no scheme; {_hint()}")
     parsed = urllib.parse.urlparse(uri)
     scheme = parsed.scheme.lower()
     if scheme in SERVER_SCHEMES:
@@ -93,38 +97,41 @@ def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
     if scheme == "sqlite":
         path = sqlite_path(uri)
         if path is None or not path.name:
-            raise UserError(f"malformed sqlite tracking URI {uri!r}; use sqlite:///ABSOLUTE/PATH/mlflow.db")
+            raise UserError(f"malformed sqlite tracking URI {redact(uri)!r}; use sqlite:///ABSOLUTE/PATH/mlflow.db")
         _check_folder(path.parent, uri)
         return f"sqlite:///{path}"
     if scheme == "file":
         path = Path(urllib.parse.unquote(parsed.path))
         if not path.is_absolute():
-            raise UserError(f"malformed file tracking URI {uri!r}; use file:///ABSOLUTE/PATH")
+            raise UserError(f"malformed file tracking URI {redact(uri)!r}; use file:///ABSOLUTE/PATH")
         _check_folder(path, uri)
         return uri
     if scheme in DATABASE_SCHEMES or scheme.split("+")[0] in DATABASE_SCHEMES or scheme.startswith("databricks"):
         return uri
-    raise UserError(f"unsupported MLflow tracking URI scheme {parsed.scheme!r} in {uri!r}; {_hint()}")
+    raise UserError(f"unsupported MLflow tracking URI scheme {parsed.scheme!r} in {redact(uri)!r}; {_hint()}")
 
 
 def _check_folder(folder: Path, uri: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the folder of tracking store {uri}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot create the folder of tracking store {redact(uri)}: {exc.strerror or exc}") from None
     if not os.access(folder, os.W_OK):
-        raise UserError(f"tracking store folder {folder} is not writable ({uri})")
+        raise UserError(f"tracking store folder {folder} is not writable ({redact(uri)})")
 
 
 def _check_server(uri: str, parsed: urllib.parse.ParseResult, timeout_s: float) -> str:
+    shown = redact(uri)
     if not parsed.hostname:
-        raise UserError(f"malformed tracking server URI {uri!r}: no host; {_hint()}")
+        raise UserError(f"malformed tracking server URI {shown!r}: no host; {_hint()}")
     try:
         parsed.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
     except ValueError:
-        raise UserError(f"malformed tracking server URI {uri!r}: bad port; {_hint()}") from None
+        raise UserError(f"malformed tracking server URI {shown!r}: bad port; {_hint()}") from None
     if parsed.query or parsed.fragment:
-        raise UserError(f"malformed tracking server URI {uri!r}: no query or fragment expected")
+        raise UserError(f"malformed tracking server URI {shown!r}: no query or fragment expected (pass a token in "
+                        "$MLFLOW_TRACKING_TOKEN, a password in $MLFLOW_TRACKING_PASSWORD)")
+    uri = _export_credentials(uri)
     base = uri.rstrip("/")
     status, reason = _get(f"{base}/health", timeout_s)
     if status == 200:
@@ -140,6 +147,16 @@ def _check_server(uri: str, parsed: urllib.parse.ParseResult, timeout_s: float) 
     raise UserError(f"MLflow tracking server {base} is unreachable ({what}); start it (e.g. mlflow server "
                     f"--host 127.0.0.1 --port {parsed.port or 5000}) or pass another --tracking-uri; "
                     "nothing was trained")
+
+
+def _export_credentials(uri: str) -> str:
+    """`uri` without `user:password@`; those go to the environment variables MLflow reads for basic auth."""
+    clean, user, password = split_credentials(uri)
+    if user is not None:
+        os.environ[ENV_USER] = user
+    if password is not None:
+        os.environ[ENV_PASSWORD] = password
+    return clean
 
 
 def _get(url: str, timeout_s: float) -> tuple[Optional[int], str]:
@@ -175,8 +192,8 @@ def describe_uri(uri: str, experiment_id: Optional[str] = None) -> str:
     the link asks for the model-training one)."""
     page = f"/#/experiments/{experiment_id}?workflowType=machine_learning" if experiment_id else "/"
     if is_server_uri(uri):
-        return f"open {uri.rstrip('/')}{page}"
-    return f"view with: mlflow ui --backend-store-uri {uri}  then open http://127.0.0.1:5000{page}"
+        return f"open {redact(uri).rstrip('/')}{page}"
+    return f"view with: mlflow ui --backend-store-uri {redact(uri)}  then open http://127.0.0.1:5000{page}"
 
 
 __all__ = ["check_tracking_uri", "default_tracking_uri", "resolve_tracking_uri", "is_server_uri", "sqlite_path",
