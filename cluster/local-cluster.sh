@@ -5,8 +5,8 @@
 #   cluster/local-cluster.sh kill-node I                       # SIGKILL worker node I (fault tests)
 #   cluster/local-cluster.sh pids [I]                          # the cluster's (or node I's) processes
 #   cluster/local-cluster.sh status
-# Several clusters can run side by side: each has its own state folder (Ray's --temp-dir, PID files) and
-# ports. Environment (all optional):
+# Several clusters can run side by side: each has its own state folder (Ray's --temp-dir, and per node
+# node_<i>.pids and node_<i>.id, its Ray node id; node 0 is the head) and ports. Environment (all optional):
 #   RDSKD_LOCAL_RAY_DIR         state folder, at most 40 characters (default /tmp/rdskd-ray-$RDSKD_LOCAL_RAY_PORT)
 #   RDSKD_LOCAL_RAY_PORT        GCS port (default 6379)
 #   RDSKD_LOCAL_DASHBOARD_PORT  dashboard and job API port (default 8265)
@@ -79,6 +79,11 @@ start_node() {
   ray start "$@" $(node_ports "$i") --temp-dir="$tmp" --object-store-memory="$store" --disable-usage-stats \
     --log-style=record >"$dir/node_$i.log" 2>&1 || { cat "$dir/node_$i.log" >&2; die "node $i did not start"; }
   comm -13 <(echo "$before") <(cluster_pids) >"$dir/node_$i.pids"
+  # The node's Ray node id (its raylet's --node_id), for tests that check where work ran.
+  local pid
+  for pid in $(cat "$dir/node_$i.pids"); do
+    tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | sed -n 's/^--node_id=//p'
+  done | head -1 >"$dir/node_$i.id"
 }
 
 stop_pids() {  # SIGTERM, up to 2 s, then SIGKILL (like `ray stop --force`: raylets and GCS linger on SIGTERM)
@@ -99,7 +104,7 @@ case "$cmd" in
     ((${#dir} <= 40)) || die "RDSKD_LOCAL_RAY_DIR is too long (${#dir} > 40 characters): Ray's socket paths would not fit"
     [[ -z "$(cluster_pids)" ]] || die "a cluster with state folder $dir or GCS port $port is running: stop it first"
     mkdir -p "$tmp"
-    rm -f "$dir"/node_*.pids
+    rm -f "$dir"/node_*.pids "$dir"/node_*.id
     start_node 0 --head --port="$port" --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1 \
       --dashboard-port="$dash" --ray-client-server-port=$((base + 6)) --num-cpus="$cpus" \
       --resources='{"node_head": 1}'

@@ -162,6 +162,8 @@ class MlflowTrialCallback(Callback):
                 row = json.loads(last["row"])
             except (TypeError, json.JSONDecodeError):
                 row = None
+        if row is not None:
+            row = {**row, "retries": getattr(trial, "num_failures", None)}
         self._submit("log its results", trial.trial_id, self._close, trial.trial_id, dict(trial.config), row, last,
                      error)
 
@@ -192,7 +194,10 @@ class MlflowTrialCallback(Callback):
         status = row.get("status", "failed")
         config = resolved_config(row)
         extra = {names.TAG_STATUS: status, names.TAG_TRIAL_KEY: row.get("key"), names.TAG_ERROR: row.get("error"),
-                 names.TAG_METHOD: row.get("method")}
+                 names.TAG_METHOD: row.get("method"),
+                 # where the trial ran (rank 0 of its Train run) and how often Tune retried it
+                 "rdskd.node_id": row.get("node_id"), "rdskd.hostname": row.get("hostname"),
+                 "rdskd.retries": row.get("retries")}
         outputs = find_outputs(row.get("result_path"), row.get("checkpoint_path")) if status == "ok" else None
         result = {**last, **{k: v for k, v in row.items() if k in names.FINAL_KEYS or k == "samples_per_s"}}
         if status != "ok":

@@ -4,6 +4,7 @@
     python -m rdskd_dist.tune --spec tune/mnist-robustness.yaml --max-concurrent 4
     python -m rdskd_dist.tune --spec mnist-robustness --resume  # continue a stopped sweep
     python -m rdskd_dist.tune --spec quickstart --generator-steps 100 --name qs-longer
+    python -m rdskd_dist.tune --spec mnist-robustness --storage s3://bucket/sweeps   # on a cluster
 
 Distillation options (`--generator-steps`, `--batch-size`, `--lr-generator`, ...) override the
 spec's `base` block for every trial.
@@ -29,7 +30,8 @@ SPEC_OPTIONS = {
     "name": "name", "output": "output", "mode": "mode", "methods": "methods", "seeds": "seeds",
     "num_points": "num_points", "design_seed": "design_seed", "max_concurrent": "max_concurrent",
     "trial_workers": "trial.workers", "cpus_per_worker": "trial.cpus_per_worker",
-    "gpus_per_worker": "trial.gpus_per_worker", "reference_method": "reference_method",
+    "gpus_per_worker": "trial.gpus_per_worker", "reference_method": "reference_method", "storage": "storage",
+    "max_failures": "trial.max_failures",
 }
 
 
@@ -42,6 +44,9 @@ def build_parser() -> OneLineParser:
                                                   f"(default: {DEFAULT_SPEC}; with --resume: the sweep folder's own)")
     s.add_argument("--name", help="sweep name (its folder under --output)")
     s.add_argument("--output", metavar="DIR", help="parent folder of sweep folders (spec default: sweeps)")
+    s.add_argument("--storage", metavar="URI", help="where Tune's and Ray Train's run state (checkpoints) live and "
+                                                    "the sweep's results are copied: s3://..., gs://..., file:///... "
+                                                    "or a path; every node must reach it (default: the sweep folder)")
     s.add_argument("--resume", action="store_true", help="continue the sweep in its folder: finished trials are not run again")
     s.add_argument("--retry-failed", action="store_true", help="with --resume: run failed (and early-stopped) trials again")
     s.add_argument("--report-only", action="store_true", help="only rebuild the summary and plots of an existing sweep")
@@ -54,6 +59,8 @@ def build_parser() -> OneLineParser:
     s.add_argument("--max-concurrent", type=int, metavar="N", help="trials at a time (capped to what the cluster fits)")
     s.add_argument("--max-trials", type=int, metavar="N", help="start at most N trials in this invocation")
     s.add_argument("--trial-workers", type=int, metavar="N", help="Ray Train workers per trial (0: in the trial's process)")
+    s.add_argument("--max-failures", type=int, metavar="N", help="Tune retries of a trial whose process or workers "
+                                                              "died (a lost node); resumes from its checkpoint")
     s.add_argument("--cpus-per-worker", type=float, metavar="X")
     s.add_argument("--gpus-per-worker", type=float, metavar="X")
     s.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
@@ -121,7 +128,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     console = default_console()
     if ns["report_only"]:
-        outcome = report_sweep(spec, SweepFolder(spec.sweep_dir), console, plots=ns["plots"])
+        from rdskd_dist.tune.storage import SweepStorage
+
+        storage = SweepStorage(spec.storage, spec.name) if spec.storage else None
+        outcome = report_sweep(spec, SweepFolder(spec.sweep_dir), console, plots=ns["plots"], storage=storage)
     else:
         from rdskd_dist.tracking import SweepTracker
 

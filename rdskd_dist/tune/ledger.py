@@ -12,6 +12,8 @@
         trials/<key>/      in-process trials' student.pt and result.json
         train/<run>/       Ray Train storage of trials with workers >= 1
         tune/<attempt>/    Tune's own experiment folder, one per invocation
+    (with --storage, train/ and tune/ live in the storage instead, and the other files are copied
+    there: see rdskd_dist/tune/storage.py)
 
 Resume = run the design's trials that have no ledger file. A trial that was running when the
 sweep stopped has no ledger file, so it is run again from its start; finished ones never are.
@@ -43,6 +45,9 @@ _COLUMNS: list[tuple[str, str]] = [
 _TAIL: list[tuple[str, str]] = [
     ("trial_id", "string"), ("attempt", "string"), ("started_at", "float64"), ("finished_at", "float64"),
     ("result_path", "string"), ("checkpoint_path", "string"), ("config_json", "string"),
+    # where the trial ran (rank 0 of its Train run, or its own process) and how often it was restarted
+    ("node_id", "string"), ("hostname", "string"), ("nodes", "string"), ("retries", "int64"),
+    ("train_starts", "int64"), ("resumed_from_iteration", "int64"),
 ]
 
 

@@ -28,6 +28,11 @@ class ProgressLine:
         self.running += 1
         self._refresh()
 
+    def trial_retrying(self) -> None:
+        """A running trial failed and Tune will start it again (counted once more by trial_started)."""
+        self.running = max(0, self.running - 1)
+        self._refresh()
+
     def trial_finished(self, row: dict[str, Any]) -> None:
         self.running = max(0, self.running - 1)
         self.done += 1

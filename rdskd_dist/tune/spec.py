@@ -28,7 +28,7 @@ SWEEPABLE: dict[str, bool] = {
     "ar_weight": False, "ar_margin": False, "vi_weight": False, "vi_alpha": False, "generator_bn_eps": False,
     "batch_size": True, "latent_dim": True,
 }
-RUNTIME_FIELDS = {"max_concurrent", "output", "name"}  # may differ between a sweep and its resumption
+RUNTIME_FIELDS = {"max_concurrent", "output", "name", "storage"}  # may differ between a sweep and its resumption
 # Options that belong to the sweep rather than to one distillation: the spec sets them per trial.
 TRIAL_OWNED = {"method", "seed", "output", "checkpoint"}
 
@@ -97,6 +97,9 @@ class TrialResources(BaseModel):
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker (the trial itself when workers is 0)")
     trial_cpus: PositiveFloat = Field(0.01, description="CPU reserved by the trial process when workers >= 1 "
                                                         "(it only waits on its Train run)")
+    max_failures: int = Field(2, ge=0, description="Tune retries of a trial whose process or Train workers died "
+                                                   "(a lost node); with workers >= 1 a retry resumes from the "
+                                                   "trial's last Train checkpoint")
 
     def per_trial(self) -> tuple[float, float]:
         """(CPUs, GPUs) one running trial holds, its Train workers included."""
@@ -146,6 +149,9 @@ class SweepSpec(BaseModel):
     objective: Objective = Field(default_factory=Objective)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     output: Path = Field(Path("sweeps"), description="parent folder of the sweep folder")
+    storage: Optional[str] = Field(None, description="pyarrow filesystem URI (s3://, gs://, file://) or path for "
+                                                     "Tune's and Ray Train's run state and a copy of the sweep's "
+                                                     "files (default: the sweep folder)")
 
     @field_validator("methods")
     @classmethod
@@ -166,6 +172,18 @@ class SweepSpec(BaseModel):
             if name not in SWEEPABLE:
                 raise ValueError(f"{name!r} cannot be swept; sweepable options: {', '.join(sorted(SWEEPABLE))}")
         return space
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_uri(cls, storage: Optional[str]) -> Optional[str]:
+        from rdskd_dist.tune.storage import check_storage
+
+        if storage is None:
+            return None
+        try:
+            return check_storage(storage)  # a local path becomes absolute
+        except UserError as exc:  # pydantic reports ValueErrors with the option (and file:line)
+            raise ValueError(str(exc)) from None
 
     @field_validator("seeds")
     @classmethod

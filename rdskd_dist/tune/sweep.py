@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,14 @@ from typing import Any, Optional
 
 from rich.console import Console
 
-from rdskd_dist.errors import UserError
+from rdskd_dist.errors import UserError, one_line
 from rdskd_dist.io import atomic_write_json, atomic_write_text, sha256_file
 from rdskd_dist.tune.design import robustness_design, trial_config
 from rdskd_dist.tune.ledger import SweepFolder
 from rdskd_dist.tune.progress import ProgressLine
 from rdskd_dist.tune.report import rich_table, summarize, write_summary
 from rdskd_dist.tune.spec import SweepSpec, load_spec, spec_yaml
+from rdskd_dist.tune.storage import SweepStorage
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -149,10 +151,12 @@ def _define_callback():
     class SweepCallback(Callback):
         """Runs on the Tune driver: writes each finished trial's ledger row, keeps the status line."""
 
-        def __init__(self, folder: SweepFolder, spec: SweepSpec, progress: ProgressLine, ctx: dict[str, Any]):
-            self.folder, self.spec, self.progress, self.ctx = folder, spec, progress, ctx
+        def __init__(self, folder: SweepFolder, spec: SweepSpec, progress: ProgressLine, ctx: dict[str, Any],
+                     storage: Optional[SweepStorage] = None):
+            self.folder, self.spec, self.progress, self.ctx, self.storage = folder, spec, progress, ctx, storage
             self.rows: dict[str, dict[str, Any]] = {}
             self.started: dict[str, float] = {}
+            self.storage_warned = False
 
         def __getstate__(self):  # Tune pickles its run config into the experiment state: leave the console out
             return {**self.__dict__, "progress": None}
@@ -161,6 +165,12 @@ def _define_callback():
             self.started[trial.trial_id] = time.time()
             if self.progress is not None:
                 self.progress.trial_started()
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            # The trial's process or its Train workers died (a lost node): Tune runs it again (FailureConfig).
+            self.rows.pop(trial.trial_id, None)
+            if self.progress is not None:
+                self.progress.trial_retrying()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "row" in result:
@@ -188,11 +198,25 @@ def _define_callback():
                 pass
             return row
 
-        def _finish(self, row: dict[str, Any]) -> None:
+        def _finish(self, row: dict[str, Any], trial) -> None:
+            row["retries"] = trial.num_failures if self.spec.trial.max_failures else 0
             self.folder.record(row)
             self.folder.write_parquet(design_columns=[k for k, d in self.spec.space.items() if d.relative])
+            self._copy_to_storage(row)
             if self.progress is not None:
                 self.progress.trial_finished(row)
+
+        def _copy_to_storage(self, row: dict[str, Any]) -> None:
+            """The new ledger row and results.parquet, so that results survive the driver machine."""
+            if self.storage is None:
+                return
+            try:
+                self.storage.upload(self.folder.path, [f"ledger/{row['key']}.json", "results.parquet"])
+            except Exception as exc:  # noqa: BLE001 - the local ledger stays the source of truth
+                if not self.storage_warned:
+                    print(f"warning: could not copy results to {self.storage.sweep_uri()}: {one_line(exc)}",
+                          file=sys.stderr, flush=True)
+                    self.storage_warned = True
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             row = self.rows.pop(trial.trial_id, None)
@@ -205,7 +229,7 @@ def _define_callback():
                         f"student's steps ({metric}={last.get(metric)})"))
                 else:
                     row = self._fallback(trial, "failed", "trial ended without a final report")
-            self._finish(row)
+            self._finish(row, trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             row = self.rows.pop(trial.trial_id, None)
@@ -214,18 +238,19 @@ def _define_callback():
 
                 err = trial.get_error()
                 row = self._fallback(trial, "failed", describe_error(err) if err is not None else "trial process failed")
-            self._finish(row)
+            self._finish(row, trial)
 
     return SweepCallback
 
 
 # ---------------------------------------------------------------- running
 
-def _context(spec: SweepSpec, folder: SweepFolder, attempt: str) -> dict[str, Any]:
+def _context(spec: SweepSpec, folder: SweepFolder, attempt: str, storage: Optional[SweepStorage]) -> dict[str, Any]:
     return {
         "sweep": spec.name, "mode": spec.mode, "sweep_dir": str(folder.path), "attempt": attempt,
         "base": spec.base.model_dump(mode="json"), "space": {k: d.model_dump() for k, d in spec.space.items()},
-        "trial": spec.trial.model_dump(), "seeds": list(spec.seeds), "train_storage": str(folder.path / "train"),
+        "trial": spec.trial.model_dump(), "seeds": list(spec.seeds),
+        "train_storage": storage.sweep_uri("train") if storage is not None else str(folder.path / "train"),
     }
 
 
@@ -242,16 +267,20 @@ def _trainable(spec: SweepSpec, ctx: dict[str, Any]):
     return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources)
 
 
-def _run_config(folder: SweepFolder, attempt: str, callback, name: str, tracking=None):
+def _run_config(spec: SweepSpec, folder: SweepFolder, attempt: str, callback, name: str, tracking=None,
+                storage: Optional[SweepStorage] = None):
     from ray import tune
 
-    return tune.RunConfig(name=f"{name}-{attempt}", storage_path=str(folder.path / "tune"), verbose=0,
+    where = storage.tune_run_kwargs() if storage is not None else {"storage_path": str(folder.path / "tune")}
+    return tune.RunConfig(name=f"{name}-{attempt}", verbose=0,
                           callbacks=[callback] + ([tracking] if tracking is not None else []),
-                          failure_config=tune.FailureConfig(max_failures=0),
-                          log_to_file=True)
+                          # Retries of trials whose process or Train workers died; a trial never raises
+                          # for a failed distillation, so these are lost nodes and crashed processes.
+                          failure_config=tune.FailureConfig(max_failures=spec.trial.max_failures),
+                          log_to_file=True, **where)
 
 
-def _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker=None) -> None:
+def _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker=None, storage=None) -> None:
     from ray import tune
 
     Callback = _define_callback()
@@ -261,13 +290,13 @@ def _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker=None)
         # In-process trials reuse their actors (no interpreter + torch start per trial).
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=spec.trial.workers == 0,
                                     trial_dirname_creator=lambda t: t.trial_id),
-        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), "robustness",
-                               tracker.callback() if tracker is not None else None),
+        run_config=_run_config(spec, folder, ctx["attempt"], Callback(folder, spec, progress, ctx, storage),
+                               "robustness", tracker.callback() if tracker is not None else None, storage),
     )
     tuner.fit()
 
 
-def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress, tracker=None) -> None:
+def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress, tracker=None, storage=None) -> None:
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from ray import tune
@@ -303,8 +332,8 @@ def _run_optimize(spec, folder, ctx, method, index, count, concurrent, progress,
         tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=count,
                                     max_concurrent_trials=concurrent, reuse_actors=spec.trial.workers == 0,
                                     trial_dirname_creator=lambda t: t.trial_id),
-        run_config=_run_config(folder, ctx["attempt"], Callback(folder, spec, progress, ctx), method,
-                               tracker.callback(method) if tracker is not None else None),
+        run_config=_run_config(spec, folder, ctx["attempt"], Callback(folder, spec, progress, ctx, storage), method,
+                               tracker.callback(method) if tracker is not None else None, storage),
     )
     tuner.fit()
 
@@ -334,6 +363,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
     with `retry_failed` the failed and stopped ones are. `max_trials` caps the trials started now.
     `tracker` (a `rdskd_dist.tracking.SweepTracker`) records the sweep and its trials in MLflow."""
     console = console or default_console()
+    storage = open_storage(spec, resume, console)
     folder = prepare_folder(spec, resume)
     spec = ensure_teacher(spec, folder, console)
     if tracker is not None:
@@ -360,7 +390,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
             started_here = init_ray(address, verbose)
             _quiet_logs(verbose)
             attempt = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-            ctx = _context(spec, folder, attempt)
+            ctx = _context(spec, folder, attempt, storage)
             ok_rows = [r for r in rows if r.get("status") == "ok"]
             best = max(((float(r["student_accuracy"]), r["key"]) for r in ok_rows), default=None)
             kept = [r for r in rows if r["key"] in done]
@@ -370,7 +400,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
             concurrent = concurrency(spec, console)
             with progress:
                 if spec.mode == "robustness":
-                    _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker)
+                    _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker, storage)
                 for index, method in enumerate(spec.methods):
                     if not counts.get(method):
                         continue
@@ -378,7 +408,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
                         for r in rows:
                             if r["method"] == method and r["key"] not in done:
                                 (folder.ledger_dir / f"{r['key']}.json").unlink(missing_ok=True)
-                    _run_optimize(spec, folder, ctx, method, index, counts[method], concurrent, progress, tracker)
+                    _run_optimize(spec, folder, ctx, method, index, counts[method], concurrent, progress, tracker,
+                                  storage)
     except BaseException:
         if tracker is not None:
             tracker.close("KILLED")
@@ -388,14 +419,42 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
             import ray
 
             ray.shutdown()
-    outcome = report_sweep(spec, folder, console, plots=plots)
+    outcome = report_sweep(spec, folder, console, plots=plots, storage=storage)
     if tracker is not None:
         tracker.finish(folder.parquet, [folder.path / "summary.json", folder.path / "summary.md"], folder.path / "plots",
                        extra_files=[folder.spec_file])
     return outcome
 
 
-def report_sweep(spec: SweepSpec, folder: SweepFolder, console: Console, plots: bool = True) -> SweepOutcome:
+def open_storage(spec: SweepSpec, resume: bool, console: Console) -> Optional[SweepStorage]:
+    """The sweep's storage, checked writable before anything runs; on --resume, the ledger it holds is
+    pulled into a missing local sweep folder (a new driver machine)."""
+    if spec.storage is None:
+        return None
+    storage = SweepStorage(spec.storage, spec.name)
+    storage.check_writable()
+    if resume:
+        copied = storage.download_missing(spec.sweep_dir)
+        if copied:
+            console.print(f"resume: copied {', '.join(copied)} from {storage.sweep_uri()} into {spec.sweep_dir}",
+                          highlight=False)
+    return storage
+
+
+def copy_sweep_files(storage: Optional[SweepStorage], folder: SweepFolder, console: Console) -> None:
+    if storage is None:
+        return
+    try:
+        storage.upload(folder.path)
+    except Exception as exc:  # noqa: BLE001 - the results are complete locally; say where they are
+        console.print(f"warning: could not copy the sweep's files to {storage.sweep_uri()}: {one_line(exc)} "
+                      f"(they are in {folder.path})", highlight=False)
+        return
+    console.print(f"copied to storage: {storage.sweep_uri()}", highlight=False)
+
+
+def report_sweep(spec: SweepSpec, folder: SweepFolder, console: Console, plots: bool = True,
+                 storage: Optional[SweepStorage] = None) -> SweepOutcome:
     order = {m: i for i, m in enumerate(spec.methods)}
     rows = sorted(folder.rows(), key=lambda r: (order.get(r["method"], len(order)), -1 if r.get("point") is None else r["point"],
                                                 r.get("seed") or 0, r["key"]))
@@ -413,6 +472,7 @@ def report_sweep(spec: SweepSpec, folder: SweepFolder, console: Console, plots: 
         console.print(f"  not scored: {item['key']} ({item['status']}): {item['error']}", highlight=False)
     console.print(f"results: {folder.parquet}  summary: {folder.path / 'summary.md'}"
                   + (f"  plots: {folder.path / 'plots'}" if made else ""), highlight=False)
+    copy_sweep_files(storage, folder, console)
     if not complete:
         console.print(f"sweep incomplete: {len(rows)} of {expected_trials(spec)} trials finished; run the same "
                       "command with --resume to finish it", highlight=False)

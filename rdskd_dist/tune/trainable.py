@@ -11,23 +11,31 @@
   `num_workers=0`, cannot run inside a Tune trial: `ray.train.report` raises in a Tune session.)
 
 Every trial ends with one closing report that holds the final metrics plus `row`, the JSON of
-its ledger row (status ok or failed, error message, hyperparameters, paths). A trial never
-raises for a failed distillation (NaN, bad option, crashed workers): the failure is the row.
+its ledger row (status ok or failed, error message, hyperparameters, paths, where it ran). A trial
+never raises for a failed distillation (NaN, bad option): the failure is the row. It raises only
+when its Train workers were lost (a dead node or process) and `trial.max_failures` > 0: Tune then
+runs it again, and the same Train run name makes Ray Train resume from the run's last checkpoint
+(`base.checkpoint_every`). The row says where rank 0 ran last (`node_id`, `hostname`), on which
+nodes it ran (`nodes`), how often its Train run started (`train_starts`) and from which iteration
+the last start resumed (`resumed_from_iteration`); the driver adds Tune's `retries`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import secrets
+import os
+import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.errors import one_line
+
+LOCATION_FILE = "location.json"  # in a Train run folder: where rank 0 ran, one entry per (re)start
 
 # Final metrics of a distillation (DistillResult fields) copied into the row.
 RESULT_FIELDS = ("student_accuracy", "teacher_accuracy", "iterations", "generator_steps", "student_steps",
@@ -75,6 +83,86 @@ def describe_error(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
+def is_lost_worker(exc: BaseException) -> bool:
+    """True when a Train run failed because a process or node died (Tune should retry the trial), False
+    when the distillation itself raised (a bad option, NaN: retrying would fail the same way)."""
+    import ray.exceptions as rex
+
+    lost = (rex.RayActorError, rex.NodeDiedError, rex.WorkerCrashedError, rex.OwnerDiedError, rex.ObjectLostError)
+    try:  # Ray Train V2's own wrappers around dead or unreachable workers
+        from ray.train.v2._internal.exceptions import (UserExceptionWithTraceback, WorkerGroupStartupFailedError,
+                                                       WorkerGroupStartupTimeoutError, WorkerHealthCheckFailedError,
+                                                       WorkerHealthCheckTimeoutError)
+
+        lost += (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError, WorkerGroupStartupFailedError,
+                 WorkerGroupStartupTimeoutError)
+    except ImportError:  # pragma: no cover - another Ray version: only Ray core's errors count
+        UserExceptionWithTraceback = ()  # noqa: N806
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        return all(is_lost_worker(f) for f in failures.values())
+    controller = getattr(exc, "controller_failure", None)
+    if controller is not None:
+        return is_lost_worker(controller)
+    if UserExceptionWithTraceback and isinstance(exc, UserExceptionWithTraceback):
+        return False
+    return isinstance(exc, lost)
+
+
+def where_am_i() -> dict[str, Any]:
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+def _resumed_from_iteration(checkpoint) -> Optional[int]:
+    """The last iteration in a Train checkpoint's history.json (None without one)."""
+    from rdskd_dist.adapters.ray_train import HISTORY_FILE
+
+    if checkpoint is None:
+        return None
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{HISTORY_FILE}") as stream:
+            history = json.loads(stream.read().decode())
+    except (OSError, ValueError):
+        return None
+    steps = [h["iteration"] for h in history if isinstance(h, dict) and h.get("iteration") is not None]
+    return int(max(steps)) if steps else 0
+
+
+def located_train_loop(config: dict[str, Any]) -> None:
+    """The adapter's train loop, after rank 0 has added where it runs (node, host) and from which
+    checkpoint iteration it resumes to the run folder's location.json (one entry per (re)start)."""
+    import ray.train
+
+    from rdskd_dist.adapters.ray_train import train_loop_per_worker
+    from rdskd_dist.tune.storage import read_text, write_text
+
+    if ray.train.get_context().get_world_rank() == 0:
+        path = f"{config['run_name']}/{LOCATION_FILE}"
+        starts = json.loads(read_text(config["storage"], path) or "[]")
+        starts.append({**where_am_i(), "time": time.time(),
+                       "resumed_from_iteration": _resumed_from_iteration(ray.train.get_checkpoint())})
+        write_text(config["storage"], path, json.dumps(starts))
+    train_loop_per_worker(config)
+
+
+def _location_columns(storage: str, run_name: str) -> dict[str, Any]:
+    """Row columns from a Train run's location.json: where its last start ran, how many starts it had."""
+    from rdskd_dist.tune.storage import read_text
+
+    try:
+        starts = json.loads(read_text(storage, f"{run_name}/{LOCATION_FILE}") or "[]")
+    except (OSError, ValueError):
+        starts = []
+    if not starts:
+        return {}
+    last = starts[-1]
+    return {"node_id": last.get("node_id"), "hostname": last.get("hostname"), "train_starts": len(starts),
+            "resumed_from_iteration": last.get("resumed_from_iteration"),
+            "nodes": ",".join(dict.fromkeys(s.get("node_id") for s in starts if s.get("node_id")))}
+
+
 def _set_threads(cpus: float) -> None:
     import torch
 
@@ -88,8 +176,10 @@ def _run_in_process(cfg: DistillConfig, ctx: dict[str, Any], student_steps: int)
 
     _set_threads(ctx["trial"]["cpus_per_worker"])
     result = run_distillation(cfg, on_report=lambda m, _c: tune.report(forwarded(m, student_steps)))
-    paths = {"result_path": str(cfg.output) if cfg.output else None, "checkpoint_path": None}
-    return {**result.to_dict(), "train_done": 1}, paths
+    here = where_am_i()
+    columns = {"result_path": str(cfg.output) if cfg.output else None, "checkpoint_path": None,
+               "node_id": here["node_id"], "hostname": here["hostname"], "nodes": here["node_id"]}
+    return {**result.to_dict(), "train_done": 1}, columns
 
 
 def _run_on_train(cfg: DistillConfig, ctx: dict[str, Any], key: str, student_steps: int) -> tuple[dict[str, Any], dict]:
@@ -98,19 +188,24 @@ def _run_on_train(cfg: DistillConfig, ctx: dict[str, Any], key: str, student_ste
     trial = ctx["trial"]
     scale = ScaleConfig(workers=trial["workers"], cpus_per_worker=trial["cpus_per_worker"],
                         gpus_per_worker=trial["gpus_per_worker"], max_failures=0)
-    # A fresh Train run name per attempt: an interrupted trial is rerun from its start.
-    run_name = f"{key}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    # One Train run name per trial and sweep invocation: when Tune retries the trial (its process or a
+    # worker died), the same name makes Ray Train resume from the run's last checkpoint. A later
+    # --resume of the sweep is a new invocation and reruns an interrupted trial from its start.
+    run_name = f"{key}-{ctx['attempt']}"
     trainer = build_trainer(cfg.model_copy(update={"output": None}), scale,
                             callbacks=[SweepReportCallback(student_steps)],
                             run_name=run_name, storage=ctx["train_storage"])
+    # Ray Train calls `train_loop_per_worker` at fit(); wrapping it records where rank 0 ran.
+    trainer.train_loop_per_worker = located_train_loop
     result = trainer.fit()
     metrics = dict(result.metrics or {})
     if not metrics.get("done"):
         raise RuntimeError(f"Ray Train run {run_name} ended without a final result")
     metrics = forwarded(metrics, student_steps)
-    paths = {"result_path": str(Path(ctx["train_storage"]) / run_name),
-             "checkpoint_path": result.checkpoint.path if result.checkpoint else None}
-    return metrics, paths
+    columns = {"result_path": f"{ctx['train_storage'].rstrip('/')}/{run_name}",
+               "checkpoint_path": result.checkpoint.path if result.checkpoint else None,
+               **_location_columns(ctx["train_storage"], run_name)}
+    return metrics, columns
 
 
 def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
@@ -154,6 +249,8 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
             raise RuntimeError(f"no finite student accuracy in the final result (got {acc!r})")
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - every failure becomes a failed row, never a lost trial
+        if ctx["trial"].get("max_failures") and is_lost_worker(exc):
+            raise  # a lost node or process: Tune retries the trial (FailureConfig), from its checkpoint
         row["status"], row["error"], row["student_accuracy"] = "failed", describe_error(exc), None
         metrics = {k: v for k, v in metrics.items() if k != "student_accuracy"}  # a failed trial is never scored
     row["finished_at"] = time.time()

@@ -1,0 +1,147 @@
+"""Sweeps on real multi-node Ray clusters (issue 6): `--storage`, where trials ran, retries after a lost node.
+
+* `--storage` checks (one-line errors before any trial) and a sweep on a local Ray whose Train
+  workers crash once (RDSKD_CRASH_AT_STEP): Tune retries every trial and Ray Train resumes it from
+  its last checkpoint in the storage; `--resume` on a fresh driver folder pulls the ledger back.
+* A head and a worker node (`cluster/local-cluster.sh`, 1 CPU each, own ports and state folder)
+  and a real `mlflow server`: the sweep is submitted with `ray job submit` and its two trials' Train
+  workers must run on both nodes.
+* A head and two worker nodes: a worker node running a trial that has checkpointed is killed
+  (raylet and workers, SIGKILL); the sweep must still finish every trial exactly once, the killed
+  one retried by Tune and resumed from its checkpoint.
+
+Digits demo, tiny budgets: the numbers are meaningless, the machinery is what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from test_mlflow import start_server, stop_server, wait_healthy
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "cluster" / "local-cluster.sh"
+BIN = Path(sys.executable).parent
+QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0", "RAY_AUTH_MODE": "disabled",
+         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+# A lost node is noticed within seconds (defaults: about 15-30 s), and reports are polled often.
+FAST_FAILURE_DETECTION = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
+                          "RAY_health_check_initial_delay_ms": "1000", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+TINY_BASE = {"dataset": "digits", "generator_steps": 10, "student_steps": 20, "batch_size": 32, "log_every": 2,
+             "checkpoint_every": 2, "eval_batch_size": 512}
+
+
+def sweep_spec(name: str, teacher: Path, output: Path, num_points: int, **base) -> dict:
+    return {"name": name, "methods": ["rdskd", "dafl"], "base": {**TINY_BASE, "teacher": str(teacher), **base},
+            "space": {"w_oh": {"low": 0.5, "high": 2}}, "num_points": num_points, "seeds": [0], "max_concurrent": 4,
+            "trial": {"workers": 1, "cpus_per_worker": 0.99, "max_failures": 2}, "output": str(output)}
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_tune(*args: str, cwd: Path, env: dict | None = None, timeout: float = 420) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rdskd_dist.tune", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env={**os.environ, **QUIET, **(env or {})})
+
+
+def parquet_rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def port_block(size: int) -> int:
+    """The first of `size` consecutive ports that are free on 127.0.0.1 and the host's address."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + size > 60000:
+            continue
+        if all(_free(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+            return True
+        except OSError:
+            return False
+
+
+# ---------------------------------------------------------------- --storage
+
+@pytest.mark.parametrize("uri, message", [
+    ("foo://bucket/x", "unknown storage scheme 'foo'"),
+    ("s3:/bucket/x", "malformed storage URI s3:/bucket/x"),
+    ("s3://", "no bucket or host"),
+    ("file://relative/x", "needs an absolute path"),
+])
+def test_bad_storage_is_one_line_error_before_any_trial(uri, message, digits_teacher, tmp_path):
+    spec = write_yaml(tmp_path / "s.yaml", sweep_spec("bad-storage", digits_teacher, tmp_path / "sweeps", 1))
+    proc = run_tune("--spec", str(spec), "--storage", uri, "--no-tracking", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "sweeps" / "bad-storage").exists()  # nothing ran, no sweep folder
+
+
+def test_unwritable_storage_fails_before_any_trial(digits_teacher, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    spec = write_yaml(tmp_path / "s.yaml", sweep_spec("unwritable", digits_teacher, tmp_path / "sweeps", 1))
+    proc = run_tune("--spec", str(spec), "--storage", f"file://{blocker}/store", "--no-tracking", cwd=tmp_path,
+                    timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: cannot write to storage"), proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_crashed_trials_are_retried_from_their_checkpoints_in_storage(digits_teacher, tmp_path):
+    """Every Train worker dies once (os._exit at iteration 6): Tune retries each trial once and Ray
+    Train resumes it from its last checkpoint in file:// storage; the results are copied there and a
+    --resume from a fresh driver folder (local-path storage) pulls the ledger back and runs nothing."""
+    store = tmp_path / "store"
+    spec = write_yaml(tmp_path / "s.yaml", sweep_spec("crash", digits_teacher, tmp_path / "driver1", 1))
+    start = time.perf_counter()
+    proc = run_tune("--spec", str(spec), "--storage", f"file://{store}", "--no-tracking", "--no-plots",
+                    cwd=tmp_path, env={"RDSKD_CRASH_AT_STEP": "6", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"})
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    rows = parquet_rows(store / "crash" / "results.parquet")
+    assert sorted(r["method"] for r in rows) == ["dafl", "rdskd"]
+    for row in rows:
+        assert row["status"] == "ok", row["error"]
+        assert row["retries"] == 1 and row["train_starts"] == 2, row
+        assert 6 <= row["resumed_from_iteration"] < 30, row  # restored from a checkpoint, not from step 0
+        assert row["node_id"] and row["hostname"] == socket.gethostname()
+        assert row["result_path"].startswith(f"file://{store}/crash/train/")
+        assert (store / "crash" / "train" / row["result_path"].rsplit("/", 1)[1] / "student.pt").is_file()
+    for name in ("spec.yaml", "design.json", "summary.json", "summary.md"):
+        assert (store / "crash" / name).is_file(), name
+    assert len(list((store / "crash" / "ledger").glob("*.json"))) == 2
+    assert any((store / "crash" / "tune").iterdir())  # Tune's experiment state lives in the storage
+    print(f"crash sweep: {time.perf_counter() - start:.0f}s")
+
+    # A new driver machine: no local sweep folder; the ledger comes back from the storage.
+    (store / "crash" / "results.parquet").unlink()
+    proc = run_tune("--spec", str(spec), "--output", str(tmp_path / "driver2"), "--storage", str(store), "--resume",
+                    "--no-tracking", "--no-plots", cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "resume: copied" in proc.stdout
+    assert len(list((tmp_path / "driver2" / "crash" / "ledger").glob("*.json"))) == 2
+    assert len(parquet_rows(store / "crash" / "results.parquet")) == 2  # reported again, nothing rerun
