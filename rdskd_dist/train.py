@@ -9,10 +9,9 @@ from typing import Optional
 
 from pydantic import Field
 
-from rdskd_dist.adapters.ray_train import ScaleConfig
+from rdskd_dist.adapters.scale import ScaleConfig
 from rdskd_dist.cli import parse_config
 from rdskd_dist.config import DistillConfig
-from rdskd_dist.engine import run_distillation
 from rdskd_dist.errors import UserError, cli_entrypoint
 from rdskd_dist.tracking import resolve_tracking_uri
 
@@ -56,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = cfg.model_copy(update={"output": Path(tempfile.mkdtemp(prefix="rdskd-train-"))})
     history, checkpoint = [], None
     if scale.workers == 0:
+        from rdskd_dist.engine import run_distillation  # torch: imported once the options are valid
+
         result = run_distillation(cfg, on_report=lambda m, c: (history.append(m), print_progress(m, c)))
     else:
         from rdskd_dist.adapters.ray_train import ProgressPrinter, result_from_metrics, train_on_ray

@@ -72,9 +72,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rdskd_dist.adapters.ray_connect import connect_ray, parse_ray_address
+from rdskd_dist.adapters.ray_connect import connect_ray
+from rdskd_dist.adapters.scale import ScaleConfig
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.engine.loop import DistillResult, Distiller, to_device, unwrap
 from rdskd_dist.engine.run import finish, prepare_teacher, write_outputs
@@ -89,35 +89,6 @@ CRASH_MARKER = ".crash-injected"
 ENGINE_FILE, HISTORY_FILE = "engine.pt", "history.json"
 OUTPUT_FILES = ("student.pt", "result.json")
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
-
-
-class ScaleConfig(BaseModel):
-    """Where and how wide a distillation runs on Ray Train (the budget and the method live in DistillConfig)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    workers: int = Field(0, ge=0, description="Ray Train workers (0: run in this process, without Ray)")
-    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per Ray worker (fractions allowed; 0: CPU workers)")
-    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray worker; CPU workers use that many torch threads")
-    storage: Optional[str] = Field(None, description="Ray run storage: a local folder or any pyarrow filesystem URI "
-                                                     "(s3://, gs://, ...); unset: ./runs")
-    max_failures: int = Field(0, ge=0, description="restarts from the last checkpoint after worker failures")
-    run_name: Optional[str] = Field(None, description="Ray run name; the same name and storage resume a run; "
-                                                      "unset: a new unique name")
-    sync_batchnorm: bool = Field(False, description="SyncBatchNorm across GPU workers (ignored on CPU)")
-    address: Optional[str] = Field(None, description="Ray cluster to join with --workers: HOST:PORT (the head's GCS), "
-                                                     "ray://HOST:PORT or auto (default: $RAY_ADDRESS, else a local "
-                                                     "Ray on 127.0.0.1)")
-
-    @field_validator("address")
-    @classmethod
-    def _address_form(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None:
-            try:
-                parse_ray_address(value)
-            except UserError as exc:  # pydantic reports ValueErrors with the option (and file:line)
-                raise ValueError(str(exc)) from None
-        return value
 
 
 # ---------------------------------------------------------------- storage helpers

@@ -89,7 +89,9 @@ def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
     if "://" not in uri and not uri.startswith(("sqlite:", "file:")):
         if uri.endswith(".db"):
             return check_tracking_uri(sqlite_uri(uri), timeout_s)
-        raise UserError(f"MLflow tracking URI {redact(uri)!r} has no scheme; {_hint()}")
+        scheme = re.match(r"^([A-Za-z][\w+.\-]*):", uri)
+        what = f"has no '//' after its scheme {scheme[1]!r}" if scheme else "has no scheme"
+        raise UserError(f"malformed MLflow tracking URI {redact(uri)!r}: {what}; {_hint()}")
     parsed = urllib.parse.urlparse(uri)
     scheme = parsed.scheme.lower()
     if scheme in SERVER_SCHEMES:
