@@ -27,7 +27,10 @@ dash=${RDSKD_LOCAL_DASHBOARD_PORT:-8265}
 base=${RDSKD_LOCAL_PORT_BASE:-24000}
 store=${RDSKD_LOCAL_OBJECT_STORE:-200000000}
 dir=${RDSKD_LOCAL_RAY_DIR:-/tmp/rdskd-ray-$port}
-tmp="$dir/r"  # Ray's temp dir: unix socket paths under it must stay below 108 characters
+# Each node gets its own Ray temp dir ($dir/n<i>): nodes sharing one would share their runtime-env
+# folders, and one node's cleanup would delete a job's working dir under another node's processes.
+# Unix socket paths under it must stay below 108 characters.
+node_tmp() { echo "$dir/n$1"; }
 export RAY_USAGE_STATS_ENABLED=0 RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS=0
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 
@@ -39,7 +42,7 @@ cluster_pids() {
   local roots=() pid args
   for pid in $(ps -eo pid=); do
     args=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
-    if [[ "$args" == *"$tmp/"* || "$args" =~ [:=]$port( |$) ]]; then roots+=("$pid"); fi
+    if [[ "$args" == *"$dir/n"[0-9]* || "$args" =~ [:=]$port( |$) ]]; then roots+=("$pid"); fi
   done
   with_descendants "${roots[@]}"
 }
@@ -76,7 +79,8 @@ start_node() {
   local before
   before=$(cluster_pids)
   # shellcheck disable=SC2046
-  ray start "$@" $(node_ports "$i") --temp-dir="$tmp" --object-store-memory="$store" --disable-usage-stats \
+  mkdir -p "$(node_tmp "$i")"
+  ray start "$@" $(node_ports "$i") --temp-dir="$(node_tmp "$i")" --object-store-memory="$store" --disable-usage-stats \
     --log-style=record >"$dir/node_$i.log" 2>&1 || { cat "$dir/node_$i.log" >&2; die "node $i did not start"; }
   comm -13 <(echo "$before") <(cluster_pids) >"$dir/node_$i.pids"
   # The node's Ray node id (its raylet's --node_id), for tests that check where work ran.
@@ -103,7 +107,7 @@ case "$cmd" in
     cpus=${3:-1}
     ((${#dir} <= 40)) || die "RDSKD_LOCAL_RAY_DIR is too long (${#dir} > 40 characters): Ray's socket paths would not fit"
     [[ -z "$(cluster_pids)" ]] || die "a cluster with state folder $dir or GCS port $port is running: stop it first"
-    mkdir -p "$tmp"
+    mkdir -p "$dir"
     rm -f "$dir"/node_*.pids "$dir"/node_*.id
     start_node 0 --head --port="$port" --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1 \
       --dashboard-port="$dash" --ray-client-server-port=$((base + 6)) --num-cpus="$cpus" \
@@ -111,7 +115,7 @@ case "$cmd" in
     for i in $(seq 1 "$workers"); do
       start_node "$i" --address="127.0.0.1:$port" --num-cpus="$cpus" --resources="{\"node_$i\": 1}"
     done
-    address=$(cat "$tmp/ray_current_cluster")
+    address=$(cat "$(node_tmp 0)/ray_current_cluster")
     printf 'RAY_ADDRESS=%s\nRAY_DASHBOARD=http://127.0.0.1:%s\n' "$address" "$dash" >"$dir/cluster.env"
     echo "Ray cluster: head + $workers worker nodes, GCS $address, state in $dir"
     echo "dashboard and job API: http://127.0.0.1:$dash"
@@ -142,7 +146,7 @@ case "$cmd" in
     fi
     ;;
   status)
-    RAY_ADDRESS="$(cat "$tmp/ray_current_cluster" 2>/dev/null)" || die "no cluster in $dir"
+    RAY_ADDRESS="$(cat "$(node_tmp 0)/ray_current_cluster" 2>/dev/null)" || die "no cluster in $dir"
     export RAY_ADDRESS
     ray status
     ;;
