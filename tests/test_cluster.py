@@ -264,3 +264,59 @@ def test_job_submit_runs_trials_on_both_nodes_with_storage_and_mlflow(digits_tea
     assert {c.data.tags["rdskd.node_id"] for c in children} == {head, worker}
     assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
     print(f"two-node job: {time.perf_counter() - start:.0f}s")
+
+
+def running_checkpointed_run(train_dir: Path, nodes: dict[str, int]) -> tuple[str, int] | None:
+    """(run name, worker node number) of a Train run whose rank 0 runs on one of `nodes` (node id ->
+    number) and that has a checkpoint but no final student yet."""
+    if not train_dir.is_dir():
+        return None
+    for run in sorted(train_dir.iterdir()):
+        try:
+            starts = json.loads((run / "location.json").read_text())
+        except (OSError, ValueError):
+            continue
+        node = nodes.get(starts[-1].get("node_id")) if starts else None
+        if node and any(run.glob("checkpoint_*")) and not (run / "student.pt").exists():
+            return run.name, node
+    return None
+
+
+def test_node_loss_mid_sweep_retries_the_trial_from_its_checkpoint(digits_teacher, tmp_path):
+    """Head + two worker nodes, 1 CPU each, four trials three at a time. Once a trial's Train worker
+    runs on a worker node and has checkpointed, that node is killed (raylet, agents, workers:
+    SIGKILL). The sweep must finish with every trial exactly once, the killed one retried by Tune
+    (FailureConfig) and resumed by Ray Train from its checkpoint on a surviving node."""
+    store = tmp_path / "store"
+    data = sweep_spec("node-loss", digits_teacher, tmp_path / "sweeps", 2, generator_steps=20, student_steps=40)
+    spec = write_yaml(tmp_path / "spec.yaml", data)
+    cluster = LocalCluster(workers=2)
+    start = time.perf_counter()
+    try:
+        cluster.start()
+        workers = {cluster.node_id(i): i for i in (1, 2)}
+        job = cluster.submit("python", "-m", "rdskd_dist.tune", "--spec", str(spec), "--storage", f"file://{store}",
+                             "--no-tracking", "--no-plots")
+        deadline = time.monotonic() + 300
+        target = None
+        while target is None and time.monotonic() < deadline:
+            target = running_checkpointed_run(store / "node-loss" / "train", workers)
+            time.sleep(0.2)
+        assert target is not None, cluster.job_client().get_job_logs(job)[-4000:]
+        run_name, node = target
+        killed = next(n for n, i in workers.items() if i == node)
+        cluster.script("kill-node", str(node))
+        status, logs = cluster.wait_job(job)
+        assert status == "SUCCEEDED", logs[-4000:]
+    finally:
+        cluster.stop()
+    rows = parquet_rows(store / "node-loss" / "results.parquet")
+    keys = [r["key"] for r in rows]
+    assert sorted(keys) == ["dafl-p000-s0", "dafl-p001-s0", "rdskd-p000-s0", "rdskd-p001-s0"]  # once each
+    assert len(list((store / "node-loss" / "ledger").glob("*.json"))) == 4
+    assert all(r["status"] == "ok" for r in rows), [(r["key"], r["error"]) for r in rows]
+    hit = next(r for r in rows if r["result_path"].endswith("/" + run_name))
+    assert hit["retries"] >= 1 and hit["train_starts"] >= 2, hit
+    assert hit["resumed_from_iteration"] >= 2, hit  # restored from its checkpoint, not rerun from step 0
+    assert killed in hit["nodes"].split(",") and hit["node_id"] != killed
+    print(f"node-loss job: {time.perf_counter() - start:.0f}s, killed node {node} under {run_name}")
