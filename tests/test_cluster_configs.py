@@ -53,3 +53,19 @@ def test_kuberay_manifests_keep_the_dashboard_private():
 def test_rayjob_entrypoint_is_the_tune_module():
     doc = yaml.safe_load((ROOT / "cluster" / "kuberay-rayjob.yaml").read_text())
     assert doc["spec"]["entrypoint"].startswith("python -m rdskd_dist.tune --spec tune/")
+
+
+def test_sweep_command_lines_in_configs_parse():
+    """`python -m rdskd_dist.tune ...` lines in the cluster configs use real options and valid --storage URIs."""
+    from rdskd_dist.tune.__main__ import build_parser
+    from rdskd_dist.tune.storage import check_storage
+
+    options = {s for a in build_parser()._actions for s in a.option_strings}
+    for path in sorted((ROOT / "cluster").iterdir()):
+        text = re.sub(r"\\\n\s*#?\s*", " ", path.read_text())  # join continued shell lines
+        text = re.sub(r">-\n\s+", "", text).replace("\n    --", " --")  # and folded YAML entrypoints
+        for line in re.findall(r"python -m rdskd_dist\.tune[^\n]*", text):
+            for flag in re.findall(r"\s(--[\w-]+)", line):
+                assert flag in options, (path.name, flag)
+            for uri in re.findall(r"--storage\s+(\S+)", line):
+                assert check_storage(uri) == uri, (path.name, uri)
