@@ -184,12 +184,13 @@ def slope(values: Sequence[float]) -> float:
 
 
 def growth(values: Sequence[float], window: int = 10) -> dict[str, float]:
-    """Slope per trial plus the mean of the first and last `window` values and their difference."""
+    """Slope per trial, the slope over the second half only (warm-up excluded: a leak keeps growing, a
+    warm-up levels off), and the mean of the first and last `window` values and their difference."""
     head, tail = values[:window], values[-window:]
     first = sum(head) / len(head) if head else 0.0
     last = sum(tail) / len(tail) if tail else 0.0
-    return {"slope_mib_per_trial": slope(values), "first_mean_mib": first, "last_mean_mib": last,
-            "last_minus_first_mib": last - first}
+    return {"slope_mib_per_trial": slope(values), "second_half_slope_mib_per_trial": slope(values[len(values) // 2:]),
+            "first_mean_mib": first, "last_mean_mib": last, "last_minus_first_mib": last - first}
 
 
 def live_workers(sample: dict[str, Any]) -> int:
@@ -287,6 +288,16 @@ def read_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(f.read_text()) for f in sorted((sweep_dir / "ledger").glob("*.json"))]
 
 
+LEVEL_MIB_PER_TRIAL = 1.0
+
+
+def verdict(g: dict[str, float]) -> str:
+    late = g["second_half_slope_mib_per_trial"]
+    if abs(late) < LEVEL_MIB_PER_TRIAL:
+        return "levels off" + (f" (warm-up {g['last_minus_first_mib']:+.0f} MiB)" if g["last_minus_first_mib"] > 20 else "")
+    return f"still growing ({late:+.1f} MiB per trial in the second half)"
+
+
 def markdown(report: dict[str, Any]) -> str:
     s, hw = report["summary"], report["hardware"]
     dg, wg, pg = s["driver_growth"], s["workers_total_growth"], s["worker_peak_growth"]
@@ -300,15 +311,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"Date: {report['date']}; exit code {report['exit_code']}; wall time {report['wall_s'] / 60:.1f} min; "
         f"{s['trials']} trials ({s['ok']} ok), {report['config']}.",
         "",
-        "| | peak RSS (MiB) | slope (MiB/trial) | first 10 mean | last 10 mean | last - first |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| Tune driver | {s['driver_peak_mib']:.0f} | {dg['slope_mib_per_trial']:+.2f} | {dg['first_mean_mib']:.0f} | "
-        f"{dg['last_mean_mib']:.0f} | {dg['last_minus_first_mib']:+.0f} |",
-        f"| largest single worker | {s['worker_peak_mib']:.0f} | {pg['slope_mib_per_trial']:+.2f} | "
-        f"{pg['first_mean_mib']:.0f} | {pg['last_mean_mib']:.0f} | {pg['last_minus_first_mib']:+.0f} |",
-        f"| all workers together | {s['workers_total_peak_mib']:.0f} | {wg['slope_mib_per_trial']:+.2f} | "
-        f"{wg['first_mean_mib']:.0f} | {wg['last_mean_mib']:.0f} | {wg['last_minus_first_mib']:+.0f} |",
-        f"| Ray core (GCS, raylet, agents) | {s['core_peak_mib']:.0f} | | | | |",
+        "| | peak RSS (MiB) | slope (MiB/trial) | 2nd-half slope | first 10 mean | last 10 mean | last - first |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(f"| {label} | {peak:.0f} | {g['slope_mib_per_trial']:+.2f} | {g['second_half_slope_mib_per_trial']:+.2f} | "
+          f"{g['first_mean_mib']:.0f} | {g['last_mean_mib']:.0f} | {g['last_minus_first_mib']:+.0f} |"
+          for label, peak, g in (("Tune driver", s["driver_peak_mib"], dg),
+                                 ("largest single worker", s["worker_peak_mib"], pg),
+                                 ("all workers together", s["workers_total_peak_mib"], wg))),
+        f"| Ray core (GCS, raylet, agents, dashboard) | {s['core_peak_mib']:.0f} | | | | | |",
+        "",
+        "Growth verdict (second-half slope under 1 MiB per trial: levels off): "
+        + "; ".join(f"{label} {verdict(g)}" for label, g in (("driver", dg), ("largest worker", pg),
+                                                                 ("all workers", wg))) + ".",
         "",
         f"Live worker processes: {s['live_workers_first_last'][0]} at the first sample with workers, "
         f"{s['live_workers_first_last'][1]} at the last, at most {s['live_workers_max']}.",

@@ -51,6 +51,8 @@ def test_growth_slope_and_first_last_means(soak):
     leaking = soak.growth([500.0 + 2 * i for i in range(30)])
     assert leaking["slope_mib_per_trial"] == pytest.approx(2)
     assert leaking["last_minus_first_mib"] == pytest.approx(40)  # means of 0..9 and 20..29 differ by 20 trials
+    warm_up = soak.growth([500.0 + min(i, 10) * 10 for i in range(30)])  # grows, then levels off
+    assert warm_up["slope_mib_per_trial"] > 0 and warm_up["second_half_slope_mib_per_trial"] == pytest.approx(0)
     assert soak.slope([1.0]) == 0.0
 
 
