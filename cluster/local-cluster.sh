@@ -82,7 +82,7 @@ start_node() {
   mkdir -p "$(node_tmp "$i")"
   ray start "$@" $(node_ports "$i") --temp-dir="$(node_tmp "$i")" --object-store-memory="$store" --disable-usage-stats \
     --log-style=record >"$dir/node_$i.log" 2>&1 || { cat "$dir/node_$i.log" >&2; die "node $i did not start"; }
-  comm -13 <(echo "$before") <(cluster_pids) >"$dir/node_$i.pids"
+  comm -13 <(echo "$before" | sort) <(cluster_pids | sort) >"$dir/node_$i.pids"  # comm wants lexical order
   # The node's Ray node id (its raylet's --node_id), for tests that check where work ran.
   local pid
   for pid in $(cat "$dir/node_$i.pids"); do
