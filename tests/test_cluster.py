@@ -319,4 +319,5 @@ def test_node_loss_mid_sweep_retries_the_trial_from_its_checkpoint(digits_teache
     assert hit["retries"] >= 1 and hit["train_starts"] >= 2, hit
     assert hit["resumed_from_iteration"] >= 2, hit  # restored from its checkpoint, not rerun from step 0
     assert killed in hit["nodes"].split(",") and hit["node_id"] != killed
-    print(f"node-loss job: {time.perf_counter() - start:.0f}s, killed node {node} under {run_name}")
+    print(f"node-loss job: {time.perf_counter() - start:.0f}s, killed node {node} under {run_name}: retries "
+          f"{hit['retries']}, Train starts {hit['train_starts']}, resumed at iteration {hit['resumed_from_iteration']}")
