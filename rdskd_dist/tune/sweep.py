@@ -31,6 +31,7 @@ from rich.console import Console
 
 from rdskd_dist.errors import UserError, one_line
 from rdskd_dist.io import atomic_write_json, atomic_write_text, sha256_file
+from rdskd_dist.redact import redact
 from rdskd_dist.tune.design import robustness_design, trial_config
 from rdskd_dist.tune.ledger import SweepFolder
 from rdskd_dist.tune.progress import ProgressLine
@@ -214,7 +215,7 @@ def _define_callback():
                 self.storage.upload(self.folder.path, [f"ledger/{row['key']}.json", "results.parquet"])
             except Exception as exc:  # noqa: BLE001 - the local ledger stays the source of truth
                 if not self.storage_warned:
-                    print(f"warning: could not copy results to {self.storage.sweep_uri()}: {one_line(exc)}",
+                    print(f"warning: could not copy results to {redact(self.storage.sweep_uri())}: {one_line(exc)}",
                           file=sys.stderr, flush=True)
                     self.storage_warned = True
 
@@ -436,7 +437,7 @@ def open_storage(spec: SweepSpec, resume: bool, console: Console) -> Optional[Sw
     if resume:
         copied = storage.download_missing(spec.sweep_dir)
         if copied:
-            console.print(f"resume: copied {', '.join(copied)} from {storage.sweep_uri()} into {spec.sweep_dir}",
+            console.print(f"resume: copied {', '.join(copied)} from {redact(storage.sweep_uri())} into {spec.sweep_dir}",
                           highlight=False)
     return storage
 
@@ -447,10 +448,10 @@ def copy_sweep_files(storage: Optional[SweepStorage], folder: SweepFolder, conso
     try:
         storage.upload(folder.path)
     except Exception as exc:  # noqa: BLE001 - the results are complete locally; say where they are
-        console.print(f"warning: could not copy the sweep's files to {storage.sweep_uri()}: {one_line(exc)} "
+        console.print(f"warning: could not copy the sweep's files to {redact(storage.sweep_uri())}: {one_line(exc)} "
                       f"(they are in {folder.path})", highlight=False)
         return
-    console.print(f"copied to storage: {storage.sweep_uri()}", highlight=False)
+    console.print(f"copied to storage: {redact(storage.sweep_uri())}", highlight=False)
 
 
 def report_sweep(spec: SweepSpec, folder: SweepFolder, console: Console, plots: bool = True,

@@ -34,6 +34,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.errors import one_line
+from rdskd_dist.redact import redact
 
 LOCATION_FILE = "location.json"  # in a Train run folder: where rank 0 ran, one entry per (re)start
 
@@ -202,7 +203,7 @@ def _run_on_train(cfg: DistillConfig, ctx: dict[str, Any], key: str, student_ste
     if not metrics.get("done"):
         raise RuntimeError(f"Ray Train run {run_name} ended without a final result")
     metrics = forwarded(metrics, student_steps)
-    columns = {"result_path": f"{ctx['train_storage'].rstrip('/')}/{run_name}",
+    columns = {"result_path": redact(f"{ctx['train_storage'].rstrip('/')}/{run_name}"),  # no credentials in rows
                "checkpoint_path": result.checkpoint.path if result.checkpoint else None,
                **_location_columns(ctx["train_storage"], run_name)}
     return metrics, columns
