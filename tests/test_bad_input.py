@@ -13,6 +13,8 @@ import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from rdskd_dist.models import create_model
 PWNED = Path("/tmp/rdskd_pwned")
 PARALLEL = 3
 CASE_TIMEOUT_S = 120
+MAX_CPU_S = 20  # per case; most take 1-4 s, the NaN case trains a few steps
 
 
 class PickledCode:
@@ -43,18 +46,21 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, digits_teacher) -> dict[str, str]:
-    """The bad files (and a good teacher) the cases refer to by name."""
+def inputs(tmp_path_factory) -> dict[str, str]:
+    """The bad files (and a valid, untrained teacher: no case gets as far as its accuracy) by name."""
     from rdskd_dist.teachers import save_teacher
 
     d = tmp_path_factory.mktemp("bad")
+    teacher = d / "digits_lenet5.pt"
+    torch.manual_seed(0)
+    save_teacher(create_model("lenet5", num_classes=10, in_channels=1), teacher, dataset="digits", test_accuracy=10.0)
     files = {name: d / file for name, file in {
         "missing": "nope.pt", "truncated": "truncated.pt", "not_state_dict": "list.pt", "pickled_code": "evil.pt",
         "bare_lenet": "bare_lenet.pt", "cifar_teacher": "cifar.pt", "five_classes": "five_classes.pt",
         "bad_value_yaml": "bad_value.yaml", "bad_syntax_yaml": "bad_syntax.yaml", "unknown_key_yaml": "unknown.yaml",
         "bad_spec": "bad_spec.yaml", "bad_spec_syntax": "bad_spec_syntax.yaml", "empty_root": "empty",
         "file_root": "not_a_folder.txt", "good_spec": "good_spec.yaml"}.items()}
-    files["truncated"].write_bytes(digits_teacher.read_bytes()[:2000])
+    files["truncated"].write_bytes(teacher.read_bytes()[:2000])
     torch.save([1, 2, 3], files["not_state_dict"])
     torch.save({"weights": PickledCode()}, files["pickled_code"])
     torch.save(create_model("lenet5").state_dict(), files["bare_lenet"])
@@ -68,12 +74,12 @@ def inputs(tmp_path_factory, digits_teacher) -> dict[str, str]:
     spec = ("name: bad\nmode: robustness\nmethods: [rdskd]\nbase:\n  dataset: digits\n  teacher: {teacher}\n"
             "  generator_steps: 2\n  student_steps: 2\nspace:\n  w_oh: {{low: 0.5, high: 2}}\nnum_points: {points}\n"
             "seeds: [0]\n")
-    files["bad_spec"].write_text(spec.format(teacher=digits_teacher, points=0))
-    files["good_spec"].write_text(spec.format(teacher=digits_teacher, points=1))
+    files["bad_spec"].write_text(spec.format(teacher=teacher, points=0))
+    files["good_spec"].write_text(spec.format(teacher=teacher, points=1))
     files["bad_spec_syntax"].write_text("name: bad\nmode: robustness\nbase: {dataset: digits\nseeds: [0]\n")
     files["empty_root"].mkdir()
     files["file_root"].write_text("not a dataset folder\n")
-    return {**{k: str(v) for k, v in files.items()}, "teacher": str(digits_teacher)}
+    return {**{k: str(v) for k, v in files.items()}, "teacher": str(teacher)}
 
 
 @dataclass(frozen=True)
@@ -172,18 +178,42 @@ def command(case: Case, files: dict[str, str], out: Path) -> list[str]:
     return [sys.executable, "-m", f"rdskd_dist.{case.cli}", *argv]
 
 
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+    cwd: Path
+    wall_s: float
+    cpu_s: float  # user + system of the process and its children: "fast" whatever else loads the machine
+
+
+def run_case(cmd: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
+    """Run `cmd`, killed after CASE_TIMEOUT_S; os.wait4 gives this child's own CPU time."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(CASE_TIMEOUT_S, proc.kill)
+    timer.start()
+    try:  # the outputs are a few lines: the pipes cannot fill up before the process ends
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    return Outcome(proc.returncode, out, err, cwd, time.perf_counter() - start, usage.ru_utime + usage.ru_stime)
+
+
 @pytest.fixture(scope="module")
-def outcomes(inputs, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+def outcomes(inputs, tmp_path_factory) -> dict[str, Outcome]:
     """Every case run once, PARALLEL at a time, each in its own empty working directory."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
 
-    def run(name: str):
+    def run(name: str) -> tuple[str, Outcome]:
         cwd = tmp_path_factory.mktemp("case")
-        out = cwd / "out"
-        proc = subprocess.run(command(CASES[name], inputs, out), capture_output=True, text=True, cwd=cwd, env=env,
-                              timeout=CASE_TIMEOUT_S)
-        return name, (proc, cwd)
+        return name, run_case(command(CASES[name], inputs, cwd / "out"), cwd, env)
 
     with ThreadPoolExecutor(PARALLEL) as pool:
         return dict(pool.map(run, CASES))
@@ -191,20 +221,24 @@ def outcomes(inputs, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedPr
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_fails_with_one_clear_line(name, outcomes):
-    proc, cwd = outcomes[name]
+    proc = outcomes[name]
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
     assert re.search(CASES[name].error, lines[0]), lines[0]
     # nothing half-done: no output folder, no tracking store, nothing else in the working directory
-    assert sorted(p.name for p in cwd.iterdir()) == [], sorted(p.name for p in cwd.iterdir())
+    assert sorted(p.name for p in proc.cwd.iterdir()) == [], sorted(p.name for p in proc.cwd.iterdir())
     assert not PWNED.exists()
 
 
-def test_cases_cover_every_kind_of_input():
+def test_cases_cover_every_kind_of_input_and_fail_fast(outcomes):
     assert len(CASES) >= 15
     assert {case.cli for case in CASES.values()} == {"train", "tune"}
+    by_cpu = sorted(outcomes.items(), key=lambda kv: -kv[1].cpu_s)
+    print("CPU s (wall s) per case: " + ", ".join(f"{n} {o.cpu_s:.1f} ({o.wall_s:.0f})" for n, o in by_cpu))
+    slowest, outcome = by_cpu[0]
+    assert outcome.cpu_s < MAX_CPU_S, f"{slowest} used {outcome.cpu_s:.1f} CPU seconds"
 
 
 def test_help_documents_every_option():
