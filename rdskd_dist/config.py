@@ -69,6 +69,8 @@ class DistillConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (fast on AMX CPUs and GPUs) or fp32")
     channels_last: bool = Field(False, description="channels_last memory format for conv nets")
     seed: int = Field(0, description="random seed")
+    time_phases: bool = Field(False, description="report wall time split into generator, teacher and student work "
+                                                 "(synchronises the device at each boundary: for profiling)")
     log_every: PositiveInt = Field(50, description="steps between metric reports")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: none); a multiple of log_every")
     checkpoint: Optional[Path] = Field(None, description="in-process checkpoint file: resumed if present")

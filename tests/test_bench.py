@@ -19,3 +19,26 @@ def test_mnist_quality_tiny(tmp_path):
     assert abs(data["summary"]["rdskd"]["mean"] - sum(accs) / 2) < 1e-9
     assert set(data["references"]) == {"kd_real_data", "scratch_real_data", "real_epochs"}
     assert "| rdskd |" in (tmp_path / "mnist_quality_tiny.md").read_text()
+
+
+def test_cifar10_gpu_script_on_tiny_shapes(tmp_path):
+    """The CIFAR-10 GPU benchmark end to end on generated CIFAR-binary files, tiny budgets, on the CPU."""
+    import numpy as np
+
+    folder = tmp_path / "cifar10" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}.bin", 8) for i in range(1, 6)), ("test_batch.bin", 16)]:
+        records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], axis=1)
+        (folder / name).write_bytes(records.astype(np.uint8).tobytes())
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "cifar10_gpu.py"), "--tiny", "--data-root",
+                           str(tmp_path / "cifar10"), "--teacher", str(tmp_path / "t.pt"), "--eval-every", "5",
+                           "--methods", "rdskd", "dfad_ar_vi", "--device", "cpu", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "cifar10_gpu_tiny.json").read_text())
+    assert [r["method"] for r in data["runs"]] == ["rdskd", "dfad_ar_vi"]
+    for run in data["runs"]:
+        assert [p["student_step"] for p in run["curve"]] == [5, 10]  # a point per eval interval, at the end too
+        assert run["curve"][-1]["test_accuracy"] == run["student_accuracy"]  # the last point is the reported student
+    assert "| dfad_ar_vi |" in (tmp_path / "cifar10_gpu_tiny.md").read_text()

@@ -113,3 +113,23 @@ def test_end_to_end_digits_beats_chance_by_far(digits_teacher):
     result = run_distillation(cfg)
     assert result.teacher_accuracy > 90
     assert result.student_accuracy > 60, result.line()  # chance is 10%
+
+
+@pytest.mark.parametrize("method", ["rdskd", "dafl", "dfad"])
+def test_phase_times_split_the_training_time(digits_teacher, method):
+    cfg = DistillConfig(teacher=str(digits_teacher), method=method, generator_steps=2, student_steps=4,
+                        student_steps_per_generator_step=2, sample_pool=2 if method == "rdskd" else 0,
+                        time_phases=True, **TINY)
+    reports = []
+    result = run_distillation(cfg, on_report=lambda m, c: reports.append(m))
+    totals = {p: sum(r[f"time/{p}_s"] for r in reports) for p in ("generator", "teacher", "student")}
+    assert all(t > 0 for t in totals.values()), totals
+    # the phases cover the steps, and the steps are the training time (reporting excluded)
+    assert 0.5 * result.train_time_s < sum(totals.values()) <= result.train_time_s * 1.01 + 1e-3
+
+
+def test_phase_times_are_off_by_default(digits_teacher):
+    reports = []
+    run_distillation(DistillConfig(teacher=str(digits_teacher), generator_steps=2, student_steps=2, **TINY),
+                     on_report=lambda m, c: reports.append(m))
+    assert not any(k.startswith("time/") for r in reports for k in r)

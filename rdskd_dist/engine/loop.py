@@ -19,6 +19,7 @@ import torch.nn as nn
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec
 from rdskd_dist.engine.evaluate import autocast
+from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.errors import NonFiniteLossError, UserError
 from rdskd_dist.methods import Method, Terms, get_method_class
 from rdskd_dist.models import create_model
@@ -150,6 +151,7 @@ class Distiller:
         self._counts: dict[str, int] = {}
         self._first_bad: dict[str, torch.Tensor] = {}
         self._interval_samples = 0
+        self.clock = PhaseClock(device, cfg.time_phases)
 
     # ---------------------------------------------------------------- steps
     def _latents(self) -> torch.Tensor:
@@ -181,12 +183,16 @@ class Distiller:
         self._set_student_trainable(False)  # the student is only a function of x here
         with autocast(self.device, cfg.precision):
             x = self.generator(self._latents())
+            self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=True)
             terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self.g_step)
+        self.clock.charge("teacher")
         self.opt_g.zero_grad(set_to_none=True)
+        self.clock.charge_on_gradient(x, "teacher")  # the backward pass down to the samples
         terms["total"].backward()
         self.opt_g.step()
         self.sched_g.step()
+        self.clock.charge("generator")
         self._set_student_trainable(True)
         self.g_step += 1
         self._interval_samples += cfg.batch_size
@@ -198,7 +204,9 @@ class Distiller:
         generator = unwrap(self.generator).train(generator_train_mode)
         with autocast(self.device, self.cfg.precision):
             x = generator(self._latents())
+            self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=False)
+        self.clock.charge("teacher")
         return x, teacher_out
 
     @torch.no_grad()
@@ -216,7 +224,9 @@ class Distiller:
                 z = torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device, generator=pool_noise)
                 with autocast(self.device, self.cfg.precision):
                     x = generator(z)
+                    self.clock.charge("generator")
                     out = self.method.teacher_forward(x, for_generator=False)
+                self.clock.charge("teacher")
                 xs.append(x)
                 outs.append(out if keep_features else type(out)(out.logits, None, None))
             self._pool = (torch.cat(xs), type(outs[0])(*(
@@ -241,10 +251,12 @@ class Distiller:
         self.s_step += 1
         self._interval_samples += self.cfg.batch_size
         self._record("s", terms)
+        self.clock.charge("student")
 
     def step(self) -> None:
         """One loop iteration of the configured schedule."""
         cfg = self.cfg
+        self.clock.start()
         if cfg.schedule == "two_stage":
             if self.iteration < cfg.generator_steps:
                 self.generator_step()
@@ -279,6 +291,7 @@ class Distiller:
             "lr_generator": self.opt_g.param_groups[0]["lr"], "lr_student": self.opt_s.param_groups[0]["lr"],
             "samples_per_s": self._interval_samples * self.world_size / max(interval_s, 1e-9),
             "train_time_s": self.train_time_s,
+            **self.clock.pop(),
         })
         self._sums.clear()
         self._counts.clear()

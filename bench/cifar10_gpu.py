@@ -1,0 +1,149 @@
+"""CIFAR-10 on a GPU: a ResNet-34 teacher, then ResNet-18 students with time-to-accuracy curves.
+
+    python bench/cifar10_gpu.py --data-root ../shared/datasets/cifar10 --teacher-epochs 200 \
+        --methods dfad_ar_vi rdskd --student-steps 50000
+
+Writes docs/results/cifar10_gpu.{json,md}. The teacher is trained once (SGD, nesterov, cosine,
+random crops and flips) unless `--teacher` already exists. Every `--eval-every` student steps the
+student is scored on the test split to draw the curve (accuracy against training time): the curve
+is monitoring only; the reported accuracy is the one at the end of the budget. `--tiny` runs the
+same code on tiny budgets and batches (the test suite runs it on generated CIFAR-shaped files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
+
+from rdskd_dist.config import DistillConfig  # noqa: E402
+from rdskd_dist.data import get_spec, load_split  # noqa: E402
+from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
+from rdskd_dist.engine.run import resolve_device  # noqa: E402
+from rdskd_dist.methods import get_method_class  # noqa: E402
+from rdskd_dist.models import create_model  # noqa: E402
+from rdskd_dist.teacher import TeacherConfig, train_teacher  # noqa: E402
+from rdskd_dist.teachers import save_teacher  # noqa: E402
+
+# Per-method settings on top of the method's CIFAR-10 reference values (methods.md sections 1-4).
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {
+    "rdskd": dict(lr_decay_at=[0.8], sample_pool=0),
+    "dafl": dict(lr_decay_at=[0.8]),
+    "dfad": dict(student_steps_per_generator_step=5, lr_decay_at=[0.2, 0.4]),
+    "dfad_ar_vi": dict(student_steps_per_generator_step=5, lr_decay_at=[0.2, 0.4]),
+}
+
+
+class Curve:
+    """Scores the student from each checkpoint the engine hands over (its time is not training time)."""
+
+    def __init__(self, test_data, device: torch.device, precision: str, eval_every: int, student_steps: int):
+        self.test_data, self.device, self.precision = test_data, device, precision
+        self.eval_every, self.student_steps = eval_every, student_steps
+        self.points: list[dict[str, float]] = []
+        self._student: torch.nn.Module | None = None
+
+    def __call__(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None) -> None:
+        step = int(metrics["s_step"])
+        if checkpoint is None or step == 0 or (step % self.eval_every and step != self.student_steps):
+            return
+        if self._student is None:
+            spec = get_spec("cifar10")
+            self._student = create_model(checkpoint["config"]["student"], num_classes=spec.num_classes,
+                                         in_channels=spec.channels, image_size=spec.image_size)
+            self._student.to(self.device, memory_format=torch.channels_last)
+        self._student.load_state_dict(checkpoint["student"])
+        acc = evaluate_accuracy(self._student, self.test_data, self.device, precision=self.precision,
+                                channels_last=True)
+        self.points.append({"student_step": step, "train_time_s": metrics["train_time_s"],
+                            "test_accuracy": acc})
+        print(f"  step S{step}: {acc:.2f}% after {metrics['train_time_s']:.0f}s", flush=True)
+
+
+def report_interval(method: str, generator_steps: int, eval_every: int, n: int) -> int:
+    """Loop iterations between reports such that every `eval_every`-th student step gets one."""
+    schedule = get_method_class(method).schedule
+    if schedule == "two_stage":  # iterations count the generator steps first
+        return math.gcd(generator_steps, eval_every)
+    if schedule == "adversarial":  # n student steps per iteration
+        return eval_every // n
+    return eval_every
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default="../shared/datasets/cifar10", help="folder with cifar-10-batches-bin")
+    p.add_argument("--teacher", default="runs/teachers/cifar10_resnet34.pt", help="teacher (trained if absent)")
+    p.add_argument("--teacher-epochs", type=int, default=200)
+    p.add_argument("--teacher-batch-size", type=int, default=256)
+    p.add_argument("--methods", nargs="+", default=["dfad_ar_vi", "rdskd"], choices=list(METHOD_OPTIONS))
+    p.add_argument("--generator-steps", type=int, default=2400, help="RDSKD stage 1")
+    p.add_argument("--student-steps", type=int, default=50000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--eval-every", type=int, default=2500, help="student steps between curve points")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out-dir", type=Path, default=Path("docs/results"))
+    p.add_argument("--tiny", action="store_true", help="tiny budgets and batches (smoke test, any device)")
+    args = p.parse_args(argv)
+
+    started = time.perf_counter()
+    precision = "bf16"
+    teacher_path = Path(args.teacher)
+    if not teacher_path.exists():
+        tcfg = TeacherConfig(dataset="cifar10", data_root=args.data_root, arch="resnet34", out=teacher_path,
+                             epochs=1 if args.tiny else args.teacher_epochs,
+                             batch_size=16 if args.tiny else args.teacher_batch_size, lr=0.1, optimizer="sgd",
+                             weight_decay=5e-4, precision=precision, device=args.device, seed=args.seed)
+        t0 = time.perf_counter()
+        model, acc = train_teacher(tcfg)
+        save_teacher(model, teacher_path, dataset="cifar10", test_accuracy=acc)
+        print(f"teacher: ResNet-34 {acc:.2f}% in {time.perf_counter() - t0:.0f}s", flush=True)
+    test_data = load_split("cifar10", "test", args.data_root)
+
+    runs = []
+    for method in args.methods:
+        options = dict(METHOD_OPTIONS[method])
+        n = options.get("student_steps_per_generator_step", 1)
+        eval_every = max(n, (args.eval_every // n) * n)
+        generator_steps = 2 if args.tiny else args.generator_steps
+        report_every = report_interval(method, generator_steps, eval_every, n)
+        cfg = DistillConfig(dataset="cifar10", data_root=args.data_root, teacher=str(teacher_path), method=method,
+                            generator_steps=generator_steps,
+                            student_steps=2 * eval_every if args.tiny else args.student_steps,
+                            batch_size=8 if args.tiny else args.batch_size, precision=precision, channels_last=True,
+                            log_every=report_every, checkpoint_every=report_every, seed=args.seed, device=args.device,
+                            **options)
+        print(f"{method}: G{cfg.generator_steps}/S{cfg.student_steps}, batch {cfg.batch_size}", flush=True)
+        curve = Curve(test_data, resolve_device(args.device), precision, eval_every, cfg.student_steps)
+        result = run_distillation(cfg, on_report=curve)
+        print(result.line(), flush=True)
+        runs.append({"method": method, "config": cfg.model_dump(mode="json"), "curve": curve.points,
+                     **result.to_dict()})
+
+    rows = ["| method | steps | student acc. % (end of budget) | training time s | first curve point >= 94% |",
+            "|---|---|---|---|---|"]
+    for r in runs:
+        hit = next((f"{pt['train_time_s']:.0f}s (S{int(pt['student_step'])})" for pt in r["curve"]
+                    if pt["test_accuracy"] >= 94.0), "not reached")
+        rows.append(f"| {r['method']} | G{r['generator_steps']}/S{r['student_steps']} | {r['student_accuracy']:.2f} "
+                    f"| {r['train_time_s']:.0f} | {hit} |")
+    teacher_acc = runs[0]["teacher_accuracy"] if runs else None
+    md = (f"# CIFAR-10: ResNet-34 -> ResNet-18 ({'tiny smoke run' if args.tiny else 'GPU'})\n\n"
+          f"Teacher test accuracy: {teacher_acc:.2f}%. bf16 autocast + channels_last. The curve points are test "
+          f"accuracy during training (monitoring, not selection).\n\n" + "\n".join(rows) + "\n")
+    write_results(args.out_dir, "cifar10_gpu" + ("_tiny" if args.tiny else ""),
+                  {"teacher_accuracy": teacher_acc, "runs": runs, "wall_time_s": time.perf_counter() - started}, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
