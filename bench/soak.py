@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "results"
 MIB = 2**20
@@ -67,17 +69,6 @@ output: {output}
 """
 
 
-def import_psutil():
-    """psutil: installed, or the copy Ray vendors in ray/thirdparty_files (put on sys.path by `import ray`)."""
-    try:
-        import psutil
-    except ImportError:
-        import ray  # noqa: F401
-
-        import psutil
-    return psutil
-
-
 # ---------------------------------------------------------------- sampling
 
 def classify(title: str) -> str:
@@ -102,7 +93,7 @@ class Sampler(threading.Thread):
     def __init__(self, root_pid: int, interval: float, extra_pids: Callable[[], list[int]] = list,
                  refresh_s: float = 5.0):
         super().__init__(name="soak-sampler", daemon=True)
-        self.psutil = import_psutil()
+        self.psutil = psutil
         self.root, self.interval = self.psutil.Process(root_pid), interval
         self.extra_pids, self.refresh_s = extra_pids, refresh_s
         self._extra: list = []
@@ -218,7 +209,6 @@ def summarize(trials: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]
 # ---------------------------------------------------------------- the run
 
 def hardware() -> dict[str, Any]:
-    psutil = import_psutil()
     cpu = platform.processor() or ""
     try:
         cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()

@@ -1,6 +1,7 @@
 """Throughput: samples/s of one distillation config in this process, on 1 Ray Train worker and on 2.
 
     python bench/throughput.py                      # digits, batch 256, bf16 + channels_last
+    python bench/throughput.py --dataset mnist --data-root ../shared/datasets/mnist
     python bench/throughput.py --repeats 2          # interleave the three modes twice
 
 Writes docs/results/throughput.{json,md}. All three modes run the same engine on the same config
@@ -54,22 +55,30 @@ from rdskd_dist.teachers import save_teacher  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+PHASES = ("generator", "teacher", "student")
+
+
 def steady_rates(reports: list[dict[str, Any]], cfg: DistillConfig, world_size: int) -> dict[str, float]:
-    """samples/s per stage and overall from consecutive reports, first interval of each stage skipped."""
+    """samples/s per stage and overall, and ms per step of generator/teacher/student work per stage,
+    from consecutive reports, first interval of each stage skipped (warm-up)."""
     per_step = cfg.batch_size * world_size  # one batch per iteration in either stage
     rows = sorted((r for r in reports if "iteration" in r), key=lambda r: r["iteration"])
-    stages: dict[str, list[tuple[int, float]]] = {"g": [], "s": []}
+    stages: dict[str, list[dict[str, Any]]] = {"g": [], "s": []}
     prev_it, prev_t = 0, 0.0
     for r in rows:
         stage = "g" if r["iteration"] <= cfg.generator_steps else "s"
-        stages[stage].append(((r["iteration"] - prev_it) * per_step, r["train_time_s"] - prev_t))
+        stages[stage].append({"steps": r["iteration"] - prev_it, "seconds": r["train_time_s"] - prev_t,
+                              **{p: r.get(f"time/{p}_s", 0.0) for p in PHASES}})
         prev_it, prev_t = r["iteration"], r["train_time_s"]
     out, total_n, total_t = {}, 0, 0.0
     for stage, intervals in stages.items():
         kept = intervals[1:] or intervals
-        n, t = sum(i[0] for i in kept), sum(i[1] for i in kept)
-        out[f"{stage}_stage_samples_per_s"] = n / t
-        total_n, total_t = total_n + n, total_t + t
+        steps, t = sum(i["steps"] for i in kept), sum(i["seconds"] for i in kept)
+        out[f"{stage}_stage_samples_per_s"] = steps * per_step / t
+        out[f"{stage}_stage_ms_per_step"] = 1000 * t / steps
+        for phase in PHASES:
+            out[f"{stage}_stage_{phase}_ms_per_step"] = 1000 * sum(i[phase] for i in kept) / steps
+        total_n, total_t = total_n + steps * per_step, total_t + t
     out["samples_per_s"] = total_n / total_t
     return out
 
@@ -97,6 +106,8 @@ def run_mode(mode: str, cfg: DistillConfig, threads: int, storage: Path) -> dict
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="digits", help="shapes and test split (digits: bundled, no files)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (e.g. ../shared/datasets/mnist)")
     parser.add_argument("--batch-size", type=int, default=256, help="per-worker batch")
     parser.add_argument("--generator-steps", type=int, default=24)
     parser.add_argument("--student-steps", type=int, default=48)
@@ -112,16 +123,17 @@ def main(argv: list[str] | None = None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="rdskd-throughput-"))
     try:
-        spec = get_spec("digits")
+        spec = get_spec(args.dataset)
         torch.manual_seed(0)
         teacher = create_model(spec.teacher_arch, num_classes=spec.num_classes, in_channels=spec.channels,
                                image_size=spec.image_size)
-        save_teacher(teacher, work / "teacher.pt", dataset="digits", test_accuracy=0.0)
-        cfg = DistillConfig(dataset="digits", teacher=str(work / "teacher.pt"), method="rdskd",
+        save_teacher(teacher, work / "teacher.pt", dataset=args.dataset, test_accuracy=0.0)
+        cfg = DistillConfig(dataset=args.dataset, data_root=args.data_root, teacher=str(work / "teacher.pt"),
+                            method="rdskd",
                             generator_steps=args.generator_steps, student_steps=args.student_steps,
                             batch_size=args.batch_size, log_every=args.log_every, precision=args.precision,
                             channels_last=args.channels_last, sample_pool=args.sample_pool, device="cpu",
-                            eval_teacher=False, seed=0)
+                            eval_teacher=False, seed=0, time_phases=True)
         load_before = os.getloadavg()
         runs = []
         started_ray = False
@@ -144,8 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     summary: dict[str, dict[str, float]] = {}
     for mode in ("in_process", "ray_1", "ray_2"):
         mine = [r for r in runs if r["mode"] == mode]
-        summary[mode] = {k: statistics.mean(r[k] for r in mine) for k in
-                         ("samples_per_s", "g_stage_samples_per_s", "s_stage_samples_per_s", "wall_s")}
+        keys = [k for k in mine[0] if k.endswith(("samples_per_s", "ms_per_step")) or k == "wall_s"]
+        summary[mode] = {k: statistics.mean(r[k] for r in mine) for k in keys}
     base = summary["in_process"]["samples_per_s"]
     for mode in summary:
         summary[mode]["vs_in_process"] = summary[mode]["samples_per_s"] / base
@@ -158,8 +170,17 @@ def main(argv: list[str] | None = None) -> None:
         shape = f"1 x {r['threads_per_worker']}" if mode == "in_process" else f"{r['workers']} x {r['threads_per_worker']}"
         rows.append(f"| {label} | {shape} | {s['samples_per_s']:.0f} | {s['g_stage_samples_per_s']:.0f} | "
                     f"{s['s_stage_samples_per_s']:.0f} | {s['vs_in_process']:.3f}x | {s['wall_s']:.1f} |")
+    rows += ["", "Time per step (ms, per worker) and its split into generator, teacher and student work "
+             "(`--time-phases`):", "",
+             "| mode | G stage: step | generator | teacher | student | S stage: step | generator | teacher | student |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for mode, label in (("in_process", "in-process"), ("ray_1", "Ray Train, 1 worker"), ("ray_2", "Ray Train, 2 workers")):
+        s = summary[mode]
+        cells = [f"{s[f'{st}_stage_{k}']:.1f}" for st in ("g", "s") for k in
+                 ("ms_per_step", *(f"{p}_ms_per_step" for p in PHASES))]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(rows)
-    notes = (f"\n\nConfig: digits, rdskd two-stage, G{cfg.generator_steps}/S{cfg.student_steps}, per-worker batch "
+    notes = (f"\n\nConfig: {cfg.dataset}, rdskd two-stage, G{cfg.generator_steps}/S{cfg.student_steps}, per-worker batch "
              f"{cfg.batch_size}, {cfg.precision}, channels_last={cfg.channels_last}, sample_pool={cfg.sample_pool}, "
              f"log_every={cfg.log_every}, repeats={args.repeats}. Load average before/after: "
              f"{load_before[0]:.1f}/{load_after[0]:.1f} (other processes on the machine skew the figures).\n")

@@ -109,7 +109,7 @@ LISTENERS_SCRIPT = """
 import json, os, sys
 from rdskd_dist.adapters.ray_train import init_ray
 from rdskd_dist.adapters.ray_connect import check_ray_address
-import ray, psutil  # psutil: Ray's vendored copy is importable once ray is
+import ray, psutil
 
 init_ray(num_cpus=1, include_dashboard=True)
 ray.get(ray.remote(lambda: os.getpid()).remote())  # a worker process too
