@@ -95,6 +95,12 @@ def test_spec_errors_name_file_and_line(tmp_path):
     path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt, method: dafl}\n")
     with pytest.raises(UserError, match=r"base.method is set per trial"):
         load_spec(path)
+    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nmethod_base: {dafl: {student_steps: 3}}\n")
+    with pytest.raises(UserError, match=r"method_base.dafl: not one of the sweep's methods"):
+        load_spec(path)
+    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nmethod_base: {rdskd: {batch_size: 0}}\n")
+    with pytest.raises(UserError, match=r"method_base.rdskd.batch_size: Input should be greater than 0"):
+        load_spec(path)
     path.write_text("name: bad\nmethods: [rdskd]\nbase: {dataset: digits}\n")
     with pytest.raises(UserError, match=r"no teacher"):
         load_spec(path)
@@ -226,7 +232,8 @@ def test_robustness_sweep_rows_pairing_and_summary(tmp_path, ray_cluster):
     """2 methods x 3 Sobol points, the teacher trained once into the sweep folder (teacher_train)."""
     from rdskd_dist.tune.sweep import run_sweep
 
-    spec = load_spec(None, data=tiny_spec(tmp_path, "robust", None, teacher_train={"epochs": 1, "batch_size": 256}))
+    spec = load_spec(None, data=tiny_spec(tmp_path, "robust", None, teacher_train={"epochs": 1, "batch_size": 256},
+                                          method_base={"dafl": {"student_steps": 6}}))
     start = time.perf_counter()
     outcome = run_sweep(spec, plots=True)
     print(f"robustness sweep: {time.perf_counter() - start:.1f}s")
@@ -237,7 +244,8 @@ def test_robustness_sweep_rows_pairing_and_summary(tmp_path, ray_cluster):
     assert sorted((r["method"], r["point"]) for r in rows) == sorted((m, p) for m in ("rdskd", "dafl") for p in range(3))
     for r in rows:
         assert 0.0 <= r["student_accuracy"] <= 100.0 and r["error"] is None and r["wall_time_s"] > 0
-        assert r["generator_steps"] > 0 and r["student_steps"] == 4 and r["budget_student_steps"] == 4
+        budget = 6 if r["method"] == "dafl" else 4  # method_base: DAFL's own budget
+        assert r["generator_steps"] > 0 and r["student_steps"] == budget and r["budget_student_steps"] == budget
         assert Path(r["result_path"], "student.pt").is_file()
         cfg = json.loads(r["config_json"])
         assert cfg["method"] == r["method"] and cfg["seed"] == r["seed"] == 0

@@ -138,6 +138,9 @@ class SweepSpec(BaseModel):
     base: DistillConfig = Field(default_factory=DistillConfig, description="distillation options shared by every trial")
     teacher_train: Optional[TeacherTrainSpec] = Field(  # type: ignore[valid-type]
         None, description="train the teacher once into the sweep folder (when base.teacher is not given)")
+    method_base: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-method overrides of base options, e.g. budgets at a similar cost "
+                                          "(DAFL pays a generator step for every student step)")
     space: dict[str, Dim] = Field(default_factory=dict)
     num_points: PositiveInt = Field(8, description="robustness: Sobol points; optimize: trials per method")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
@@ -204,7 +207,23 @@ class SweepSpec(BaseModel):
             raise ValueError("give base.teacher or teacher_train, not both")
         if self.mode == "optimize" and not self.space:
             raise ValueError("optimize mode needs a search space")
+        for method, options in self.method_base.items():
+            if method not in self.methods:
+                raise ValueError(f"method_base.{method}: not one of the sweep's methods ({', '.join(self.methods)})")
+            owned = sorted(set(options) & set(TRIAL_OWNED))
+            if owned:
+                raise ValueError(f"method_base.{method}.{owned[0]} is set per trial by the sweep; remove it")
+            try:
+                self.base_for(method)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"method_base.{method}.{where}: {err['msg']}") from None
         return self
+
+    def base_for(self, method: str) -> DistillConfig:
+        """The base options of `method`'s trials: `base` updated by `method_base[method]`."""
+        return DistillConfig.model_validate({**self.base.model_dump(), **self.method_base.get(method, {})})
 
     # ------------------------------------------------------------ derived
     @property

@@ -194,7 +194,7 @@ def _define_callback():
                    "student_steps": last.get("s_step"),
                    **{f"mult_{k}": v for k, v in plan["x"].items() if self.spec.space[k].relative}}
             try:
-                row.update(trial_config(self.spec.base, plan["method"], plan["seed"], self.spec.space, plan["x"])[1])
+                row.update(trial_config(self.spec.base_for(plan["method"]), plan["method"], plan["seed"], self.spec.space, plan["x"])[1])
             except Exception:  # noqa: BLE001 - an invalid point: the row keeps its design values only
                 pass
             return row
@@ -249,7 +249,7 @@ def _define_callback():
 def _context(spec: SweepSpec, folder: SweepFolder, attempt: str, storage: Optional[SweepStorage]) -> dict[str, Any]:
     return {
         "sweep": spec.name, "mode": spec.mode, "sweep_dir": str(folder.path), "attempt": attempt,
-        "base": spec.base.model_dump(mode="json"), "space": {k: d.model_dump() for k, d in spec.space.items()},
+        "base": spec.base.model_dump(mode="json"), "method_base": spec.method_base, "space": {k: d.model_dump() for k, d in spec.space.items()},
         "trial": spec.trial.model_dump(), "seeds": list(spec.seeds),
         "train_storage": storage.sweep_uri("train") if storage is not None else str(folder.path / "train"),
     }
