@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--teacher", default="runs/teachers/digits_lenet5.pt", help="digits teacher (trained if absent)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results")
     p.add_argument("--name", default="speedups")
+    p.add_argument("--tiny", action="store_true", help="a tiny accuracy budget (smoke test)")
     args = p.parse_args(argv)
 
     spec = get_spec("digits")
@@ -114,9 +115,11 @@ def main(argv: list[str] | None = None) -> None:
         from rdskd_dist.teacher import TeacherConfig, train_teacher
         from rdskd_dist.teachers import save_teacher
 
-        model, acc = train_teacher(TeacherConfig(dataset="digits", epochs=12, lr=3e-3), log=lambda _m: None)
+        model, acc = train_teacher(TeacherConfig(dataset="digits", epochs=1 if args.tiny else 12, lr=3e-3),
+                                   log=lambda _m: None)
         save_teacher(model, teacher_path, dataset="digits", test_accuracy=acc)
-    budget = dict(generator_steps=100, student_steps=300, batch_size=64, pool=50)
+    budget = (dict(generator_steps=2, student_steps=4, batch_size=16, pool=2) if args.tiny
+              else dict(generator_steps=100, student_steps=300, batch_size=64, pool=50))
     accuracy = accuracy_runs(teacher_path, args.seeds, budget)
 
     rows = ["| variant | generator step ms | x vs fp32 | student step ms | x vs fp32 | pool fill s (once) |",

@@ -42,3 +42,20 @@ def test_cifar10_gpu_script_on_tiny_shapes(tmp_path):
         assert [p["student_step"] for p in run["curve"]] == [5, 10]  # a point per eval interval, at the end too
         assert run["curve"][-1]["test_accuracy"] == run["student_accuracy"]  # the last point is the reported student
     assert "| dfad_ar_vi |" in (tmp_path / "cifar10_gpu_tiny.md").read_text()
+
+
+def test_speedups_and_profile_scripts_on_tiny_shapes(tmp_path):
+    common = ["--batch-size", "16", "--steps", "2", "--out-dir", str(tmp_path)]
+    runs = [["speedups.py", "--tiny", "--repeats", "1", "--seeds", "0", "--pool", "2", "--teacher", str(tmp_path / "t.pt")],
+            ["profile_loop.py", "--top", "5"]]
+    for script, *args in runs:
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, *common], capture_output=True,
+                              text=True, timeout=600, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    speed = json.loads((tmp_path / "speedups.json").read_text())
+    assert set(speed["summary"]) == {"fp32", "bf16", "bf16 + channels_last", "bf16 + channels_last + pool"}
+    assert all(v["generator_step_s"] > 0 and v["student_step_s"] > 0 for v in speed["summary"].values())
+    assert [len(a) for a in speed["accuracy"].values()] == [1, 1]
+    prof = json.loads((tmp_path / "profile.json").read_text())
+    for rows in prof["stages"].values():
+        assert len(rows) == 5 and rows[0]["self_ms_per_step"] >= rows[-1]["self_ms_per_step"] > 0
