@@ -11,6 +11,7 @@ digits demo with tiny budgets (used by the test suite).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -24,6 +25,7 @@ from common import write_results  # noqa: E402
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import load_split  # noqa: E402
 from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
+from rdskd_dist.io import sha256_file  # noqa: E402
 from rdskd_dist.methods.losses import kd_kl_loss  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
 from rdskd_dist.teacher import TeacherConfig, train_teacher  # noqa: E402
@@ -36,8 +38,8 @@ from rdskd_dist.teachers import load_teacher, save_teacher  # noqa: E402
 BUDGETS = {
     "rdskd": dict(generator_steps=400, student_steps=3000, sample_pool=200, lr_decay_at=[0.8]),
     "dafl": dict(student_steps=600),
-    "dfad": dict(student_steps=1500, student_steps_per_generator_step=5),
-    "dfad_ar_vi": dict(student_steps=1500, student_steps_per_generator_step=5),
+    "dfad": dict(student_steps=1000, student_steps_per_generator_step=5),
+    "dfad_ar_vi": dict(student_steps=1000, student_steps_per_generator_step=5),
 }
 TINY = {m: dict(generator_steps=4, student_steps=10, student_steps_per_generator_step=5) for m in BUDGETS}
 
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-references", action="store_true", help="skip the real-data references")
     p.add_argument("--out-dir", type=Path, default=Path("docs/results"), help="where the JSON and Markdown go")
     p.add_argument("--tiny", action="store_true", help="digits demo and tiny budgets (smoke test)")
+    p.add_argument("--resume", action="store_true", help="keep the runs already in the JSON (same settings)")
     args = p.parse_args(argv)
 
     dataset = "digits" if args.tiny else "mnist"
@@ -92,50 +95,88 @@ def main(argv: list[str] | None = None) -> None:
                             out=teacher_path)
         model, acc = train_teacher(cfg)
         save_teacher(model, teacher_path, dataset=dataset, test_accuracy=acc)
-    runs = []
-    for method in args.methods:
-        for seed in args.seeds:
-            cfg = DistillConfig(dataset=dataset, data_root=args.data_root, teacher=str(teacher_path), method=method,
-                                seed=seed, batch_size=16 if args.tiny else args.batch_size, precision="bf16",
-                                channels_last=True, log_every=10 if args.tiny else 100, **budgets[method])
-            result = run_distillation(cfg)
-            print(result.line(), flush=True)
-            runs.append({"method": method, "seed": seed, "budget": budgets[method], **result.to_dict()})
+    name = "mnist_quality" + ("_tiny" if args.tiny else "")
+    batch = 16 if args.tiny else args.batch_size
+    real_epochs = 1 if args.tiny else args.real_epochs
+    settings = {"dataset": dataset, "batch_size": batch, "budgets": {m: budgets[m] for m in args.methods},
+                "real_epochs": real_epochs, "teacher_sha256": sha256_file(teacher_path)}
+    runs = previous_runs(args.out_dir / f"{name}.json", settings) if args.resume else []
+    real = None
+    # seed-major order: an interrupted run still has every method on the first seeds
+    for seed in args.seeds:
+        for method in [*args.methods, *([] if args.no_references else REFERENCES)]:
+            if any(r["method"] == method and r["seed"] == seed for r in runs):
+                continue
+            if method in REFERENCES:
+                real = real or real_data(dataset, args.data_root, teacher_path)
+                acc, wall = reference_run(method, real, args.data_root, seed, real_epochs)
+                runs.append({"method": method, "seed": seed, "student_accuracy": acc, "wall_time_s": wall})
+                print(f"result: {method} seed={seed} student_acc={acc:.2f}% wall={wall:.1f}s", flush=True)
+            else:
+                cfg = DistillConfig(dataset=dataset, data_root=args.data_root, teacher=str(teacher_path),
+                                    method=method, seed=seed, batch_size=batch, precision="bf16", channels_last=True,
+                                    log_every=10 if args.tiny else 100, **budgets[method])
+                result = run_distillation(cfg)
+                print(result.line(), flush=True)
+                runs.append({"method": method, "seed": seed, "budget": budgets[method], **result.to_dict()})
+            write_tables(args, name, settings, runs, time.perf_counter() - started)
 
-    references = {}
-    if not args.no_references:
-        train = load_split(dataset, "train", args.data_root)
-        test = load_split(dataset, "test", args.data_root)
-        teacher, _ = load_teacher(teacher_path, train.spec)
-        epochs = 1 if args.tiny else args.real_epochs
-        kd, scratch = [], []
-        for seed in args.seeds:
-            kd.append(kd_with_real_data(teacher, train, test, epochs=epochs, seed=seed, batch_size=128))
-            _, acc = train_teacher(TeacherConfig(dataset=dataset, data_root=args.data_root, arch="lenet5_half",
-                                                 epochs=epochs, lr=2e-3, seed=seed), log=lambda _m: None)
-            scratch.append(acc)
-        references = {"kd_real_data": summarize(kd), "scratch_real_data": summarize(scratch),
-                      "real_epochs": epochs}
 
-    per_method = {m: summarize([r["student_accuracy"] for r in runs if r["method"] == m]) for m in args.methods}
-    teacher_acc = runs[0]["teacher_accuracy"] if runs else None
-    rows = ["| method | budget | student acc. % (mean ± std) | min | max | wall s / run |", "|---|---|---|---|---|---|"]
-    for m, s in per_method.items():
-        wall = statistics.fmean(r["wall_time_s"] for r in runs if r["method"] == m)
-        budget = ", ".join(f"{k}={v}" for k, v in budgets[m].items())
-        rows.append(f"| {m} | {budget} | {s['mean']:.2f} ± {s['std']:.2f} | {s['min']:.2f} | {s['max']:.2f} | {wall:.0f} |")
-    for name, s in references.items():
-        if isinstance(s, dict):
-            rows.append(f"| {name} | {references['real_epochs']} epochs of real data | {s['mean']:.2f} ± {s['std']:.2f} "
-                        f"| {s['min']:.2f} | {s['max']:.2f} | |")
-    md = (f"# MNIST quality: LeNet-5 -> LeNet-5-half ({dataset})\n\nTeacher test accuracy: {teacher_acc:.2f}%. "
-          f"Seeds: {args.seeds}. Batch {args.batch_size}, bf16 autocast + channels_last. Accuracy on the test split "
-          f"at the end of each budget.\n\n" + "\n".join(rows) + "\n")
-    write_results(args.out_dir, "mnist_quality" + ("_tiny" if args.tiny else ""),
-                  {"dataset": dataset, "teacher_accuracy": teacher_acc, "seeds": args.seeds, "runs": runs,
-                   "summary": per_method, "references": references, "wall_time_s": time.perf_counter() - started},
-                  md)
-    print(md)
+REFERENCES = ("kd_real_data", "scratch_real_data")
+
+
+def previous_runs(path: Path, settings: dict) -> list[dict]:
+    """Runs of an earlier (interrupted) invocation with the same settings, to skip."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    if data.get("settings") != json.loads(json.dumps(settings)):
+        raise SystemExit(f"error: {path} was made with other settings; move it away or drop --resume")
+    return data["runs"]
+
+
+def real_data(dataset: str, root, teacher_path: Path):
+    train = load_split(dataset, "train", root)
+    test = load_split(dataset, "test", root)
+    return train, test, load_teacher(teacher_path, train.spec)[0]
+
+
+def reference_run(kind: str, real, root, seed: int, epochs: int) -> tuple[float, float]:
+    train, test, teacher = real
+    start = time.perf_counter()
+    if kind == "kd_real_data":
+        acc = kd_with_real_data(teacher, train, test, epochs=epochs, seed=seed, batch_size=128)
+    else:
+        _, acc = train_teacher(TeacherConfig(dataset=train.spec.name, data_root=root, arch="lenet5_half",
+                                             epochs=epochs, lr=2e-3, seed=seed), log=lambda _m: None)
+    return acc, time.perf_counter() - start
+
+
+def write_tables(args, name: str, settings: dict, runs: list[dict], wall: float) -> None:
+    """The JSON and Markdown, rewritten after every run (marked incomplete until all are in)."""
+    methods = [*args.methods, *([] if args.no_references else REFERENCES)]
+    expected = len(methods) * len(args.seeds)
+    complete = len(runs) == expected
+    summary = {m: summarize([r["student_accuracy"] for r in runs if r["method"] == m])
+               for m in methods if any(r["method"] == m for r in runs)}
+    teacher_acc = next((r["teacher_accuracy"] for r in runs if r.get("teacher_accuracy") is not None), None)
+    rows = ["| method | budget | seeds | student acc. % (mean ± std) | min | max | wall s / run |",
+            "|---|---|---|---|---|---|---|"]
+    for m, s in summary.items():
+        mine = [r for r in runs if r["method"] == m]
+        budget = (f"{settings['real_epochs']} epochs of real data" if m in REFERENCES
+                  else ", ".join(f"{k}={v}" for k, v in settings["budgets"][m].items()))
+        rows.append(f"| {m} | {budget} | {', '.join(str(r['seed']) for r in mine)} | {s['mean']:.2f} ± {s['std']:.2f} "
+                    f"| {s['min']:.2f} | {s['max']:.2f} | {statistics.fmean(r['wall_time_s'] for r in mine):.0f} |")
+    status = "" if complete else f"**Incomplete: {len(runs)} of {expected} runs so far** (rerun with `--resume`).\n\n"
+    teacher_line = f"Teacher test accuracy: {teacher_acc:.2f}%. " if teacher_acc is not None else ""
+    md = (f"# MNIST quality: LeNet-5 -> LeNet-5-half ({settings['dataset']})\n\n{status}{teacher_line}"
+          f"Seeds: {args.seeds}. Batch {settings['batch_size']}, bf16 autocast + channels_last. Accuracy on the test "
+          f"split at the end of each budget (no checkpoint selection).\n\n" + "\n".join(rows) + "\n")
+    write_results(args.out_dir, name, {"settings": settings, "complete": complete, "teacher_accuracy": teacher_acc,
+                                       "seeds": args.seeds, "runs": runs, "summary": summary, "wall_time_s": wall}, md)
+    if complete:
+        print(md)
 
 
 if __name__ == "__main__":

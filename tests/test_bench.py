@@ -9,16 +9,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_mnist_quality_tiny(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "mnist_quality.py"), "--tiny", "--seeds", "0", "1",
-                           "--methods", "rdskd", "dfad", "--teacher", str(tmp_path / "t.pt"), "--out-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    cmd = [sys.executable, str(ROOT / "bench" / "mnist_quality.py"), "--tiny", "--seeds", "0", "1", "--methods", "rdskd",
+           "dfad", "--teacher", str(tmp_path / "t.pt"), "--out-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads((tmp_path / "mnist_quality_tiny.json").read_text())
-    assert [(r["method"], r["seed"]) for r in data["runs"]] == [("rdskd", 0), ("rdskd", 1), ("dfad", 0), ("dfad", 1)]
+    order = ["rdskd", "dfad", "kd_real_data", "scratch_real_data"]  # seed-major: all methods on seed 0 first
+    assert [(r["method"], r["seed"]) for r in data["runs"]] == [(m, s) for s in (0, 1) for m in order]
+    assert data["complete"]
     accs = [r["student_accuracy"] for r in data["runs"] if r["method"] == "rdskd"]
     assert abs(data["summary"]["rdskd"]["mean"] - sum(accs) / 2) < 1e-9
-    assert set(data["references"]) == {"kd_real_data", "scratch_real_data", "real_epochs"}
     assert "| rdskd |" in (tmp_path / "mnist_quality_tiny.md").read_text()
+    # --resume keeps finished runs: drop the last one and only it is run again
+    data["runs"] = data["runs"][:-1]
+    (tmp_path / "mnist_quality_tiny.json").write_text(json.dumps(data))
+    proc = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("result:") == 1 and "scratch_real_data seed=1" in proc.stdout
+    assert json.loads((tmp_path / "mnist_quality_tiny.json").read_text())["complete"]
 
 
 def test_cifar10_gpu_script_on_tiny_shapes(tmp_path):
