@@ -39,6 +39,9 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 # Ray Train's controller polls each worker's one-slot report queue every 2 s by default, and a
 # worker's next report waits for that poll: poll every 0.5 s so reports never stall a worker here.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+# Ray starts its worker processes at nice 15 (so its own services stay responsive): on a machine
+# that runs anything else, that would pit a niced Ray worker against a normal-priority in-process run.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 import torch  # noqa: E402
 
