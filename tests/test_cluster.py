@@ -54,7 +54,7 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-def run_tune(*args: str, cwd: Path, env: dict | None = None, timeout: float = 420) -> subprocess.CompletedProcess:
+def run_tune(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rdskd_dist.tune", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env={**os.environ, **QUIET, **(env or {})})
 
@@ -112,6 +112,7 @@ def test_unwritable_storage_fails_before_any_trial(digits_teacher, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.timeout(1800)  # minutes on a quiet 2-core machine; generous for loaded ones
 def test_crashed_trials_are_retried_from_their_checkpoints_in_storage(digits_teacher, tmp_path):
     """Every Train worker dies once (os._exit at iteration 6): Tune retries each trial once and Ray
     Train resumes it from its last checkpoint in file:// storage; the results are copied there and a
@@ -140,7 +141,7 @@ def test_crashed_trials_are_retried_from_their_checkpoints_in_storage(digits_tea
     # A new driver machine: no local sweep folder; the ledger comes back from the storage.
     (store / "crash" / "results.parquet").unlink()
     proc = run_tune("--spec", str(spec), "--output", str(tmp_path / "driver2"), "--storage", str(store), "--resume",
-                    "--no-tracking", "--no-plots", cwd=tmp_path, timeout=180)
+                    "--no-tracking", "--no-plots", cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     assert "resume: copied" in proc.stdout
     assert len(list((tmp_path / "driver2" / "crash" / "ledger").glob("*.json"))) == 2
@@ -200,7 +201,7 @@ class LocalCluster:
 
         return JobSubmissionClient(self.dashboard)
 
-    def wait_job(self, job_id: str, timeout: float = 600) -> tuple[str, str]:
+    def wait_job(self, job_id: str, timeout: float = 1200) -> tuple[str, str]:
         client = self.job_client()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -233,6 +234,7 @@ def mlflow_runs(uri: str, experiment: str) -> tuple[list, list]:
             [r for r in runs if r.data.tags.get("rdskd.run_type") == "trial"])
 
 
+@pytest.mark.timeout(1800)  # minutes on a quiet 2-core machine; generous for loaded ones
 def test_job_submit_runs_trials_on_both_nodes_with_storage_and_mlflow(digits_teacher, tmp_path, mlflow_uri):
     """Head + one worker node, 1 CPU each; two trials of 1 CPU (0.01 trial + 0.99 Train worker) at once
     can only fit as one Train worker per node. Submitted with `ray job submit`, tracked in a real
@@ -284,6 +286,7 @@ def running_checkpointed_run(train_dir: Path, nodes: dict[str, int]) -> tuple[st
     return None
 
 
+@pytest.mark.timeout(1800)  # minutes on a quiet 2-core machine; generous for loaded ones
 def test_node_loss_mid_sweep_retries_the_trial_from_its_checkpoint(digits_teacher, tmp_path):
     """Head + two worker nodes, 1 CPU each, four trials three at a time. Once a trial's Train worker
     runs on a worker node and has checkpointed, that node is killed (raylet, agents, workers:
