@@ -78,9 +78,12 @@ start_node() {
   local i=$1; shift
   local before
   before=$(cluster_pids)
-  # shellcheck disable=SC2046
   mkdir -p "$(node_tmp "$i")"
-  ray start "$@" $(node_ports "$i") --temp-dir="$(node_tmp "$i")" --object-store-memory="$store" --disable-usage-stats \
+  # RAY_ADDRESS reaches every Ray worker of the node: Ray Train's helper actors look the cluster up
+  # and, with another Ray instance on the same machine, fail with "multiple active Ray instances".
+  # shellcheck disable=SC2046
+  RAY_ADDRESS="127.0.0.1:$port" ray start "$@" $(node_ports "$i") --temp-dir="$(node_tmp "$i")" \
+    --object-store-memory="$store" --disable-usage-stats \
     --log-style=record >"$dir/node_$i.log" 2>&1 || { cat "$dir/node_$i.log" >&2; die "node $i did not start"; }
   comm -13 <(echo "$before" | sort) <(cluster_pids | sort) >"$dir/node_$i.pids"  # comm wants lexical order
   # The node's Ray node id (its raylet's --node_id), for tests that check where work ran.
