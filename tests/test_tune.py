@@ -84,28 +84,26 @@ def read_rows(path: Path) -> list[dict]:
 # ---------------------------------------------------------------- spec
 
 
-def test_spec_errors_name_file_and_line(tmp_path):
+SPEC_ERRORS = [  # (spec file text, the one-line error it must give)
+    ("name: bad\nmethods: [rdskd]\nbase:\n  teacher: t.pt\n  generator_stepz: 3\n",
+     r"bad.yaml:5: base.generator_stepz: unknown option"),
+    ("name: bad\nmethods: [rdskd, nope]\nbase: {teacher: t.pt}\n", r"bad.yaml:2: methods: unknown method 'nope'"),
+    ("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt, method: dafl}\n", r"base.method is set per trial"),
+    ("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nmethod_base: {dafl: {student_steps: 3}}\n",
+     r"method_base.dafl: not one of the sweep's methods"),
+    ("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nmethod_base: {rdskd: {batch_size: 0}}\n",
+     r"method_base.rdskd.batch_size: Input should be greater than 0"),
+    ("name: bad\nmethods: [rdskd]\nbase: {dataset: digits}\n", r"no teacher"),
+    ("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nspace:\n  w_oh: {low: 0, high: 1}\n",
+     r"bad.yaml:5: space.w_oh: .*log-scale range needs low > 0"),
+]
+
+
+@pytest.mark.parametrize("text,message", SPEC_ERRORS)
+def test_spec_errors_name_file_and_line(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
-    path.write_text("name: bad\nmethods: [rdskd]\nbase:\n  teacher: t.pt\n  generator_stepz: 3\n")
-    with pytest.raises(UserError, match=r"bad.yaml:5: base.generator_stepz: unknown option"):
-        load_spec(path)
-    path.write_text("name: bad\nmethods: [rdskd, nope]\nbase: {teacher: t.pt}\n")
-    with pytest.raises(UserError, match=r"bad.yaml:2: methods: unknown method 'nope'"):
-        load_spec(path)
-    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt, method: dafl}\n")
-    with pytest.raises(UserError, match=r"base.method is set per trial"):
-        load_spec(path)
-    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nmethod_base: {dafl: {student_steps: 3}}\n")
-    with pytest.raises(UserError, match=r"method_base.dafl: not one of the sweep's methods"):
-        load_spec(path)
-    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nmethod_base: {rdskd: {batch_size: 0}}\n")
-    with pytest.raises(UserError, match=r"method_base.rdskd.batch_size: Input should be greater than 0"):
-        load_spec(path)
-    path.write_text("name: bad\nmethods: [rdskd]\nbase: {dataset: digits}\n")
-    with pytest.raises(UserError, match=r"no teacher"):
-        load_spec(path)
-    path.write_text("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nspace:\n  w_oh: {low: 0, high: 1}\n")
-    with pytest.raises(UserError, match=r"bad.yaml:5: space.w_oh: .*log-scale range needs low > 0"):
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
         load_spec(path)
 
 
