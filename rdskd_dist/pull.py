@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from rdskd_dist.cli import OneLineParser
 from rdskd_dist.errors import UserError, cli_entrypoint
+from rdskd_dist.outputs import check_writable_folder
 from rdskd_dist.redact import redact
 
 
@@ -55,7 +56,9 @@ def pull(model_uri: str, out: Optional[str] = None, tracking_uri: Optional[str] 
     from rdskd_dist.tracking.uri import resolve_tracking_uri
 
     ref = parse_models_uri(model_uri)
-    uri = resolve_tracking_uri(tracking_uri)
+    if out:
+        check_writable_folder(out, "output folder")
+    uri = resolve_tracking_uri(tracking_uri, existing=True)  # read-only: never creates an empty store
     client = RetryingClient(uri)
     version = get_version(client, ref)
     dst = Path(out) if out else Path("pulled") / f"{ref.name}-v{version.version}"

@@ -13,6 +13,7 @@ from rdskd_dist.adapters.scale import ScaleConfig
 from rdskd_dist.cli import parse_config
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.errors import UserError, cli_entrypoint
+from rdskd_dist.outputs import check_local_storage, check_writable_file, check_writable_folder
 from rdskd_dist.tracking import resolve_tracking_uri
 
 
@@ -28,6 +29,16 @@ class TrainJobConfig(ScaleConfig, DistillConfig):
 
     def scale_config(self) -> ScaleConfig:
         return ScaleConfig(**{name: getattr(self, name) for name in ScaleConfig.model_fields})
+
+
+def check_output_locations(cfg: DistillConfig, scale: ScaleConfig) -> None:
+    """Every place the run writes to, checked writable (nothing is created): a one-line UserError otherwise."""
+    if cfg.output is not None:
+        check_writable_folder(cfg.output, "output folder")
+    if cfg.checkpoint is not None and scale.workers == 0:  # with workers, --checkpoint is refused later
+        check_writable_file(cfg.checkpoint, "checkpoint file")
+    if scale.workers > 0:
+        check_local_storage(scale.storage, "runs", "Ray storage folder")
 
 
 def format_progress(metrics: dict[str, float]) -> str:
@@ -46,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg, scale = job.distill_config(), job.scale_config()
     if scale.address and scale.workers == 0:
         raise UserError("--address joins a Ray cluster for --workers N >= 1; --workers 0 runs in this process")
+    check_output_locations(cfg, scale)  # before the teacher, the data or Ray: a bad folder costs no training
     tracking_uri = resolve_tracking_uri(job.tracking_uri) if job.tracking else None  # fails fast, before training
     if cfg.teacher and cfg.teacher.startswith("models:/"):  # a registered teacher: download its checkpoint
         from rdskd_dist.tracking import resolve_teacher_uri

@@ -1,8 +1,8 @@
 """Bad input through the real CLIs: one clear line on stderr, a non-zero exit, no traceback, nothing written.
 
-One table of cases for `python -m rdskd_dist.train` and `python -m rdskd_dist.tune`: options, YAML
-files (errors carry file:line), teacher files, dataset roots, MLflow tracking URIs and Ray cluster
-addresses. The subprocesses of all cases run a few at a time in one module fixture (each is mostly
+One table of cases for `python -m rdskd_dist.train`, `python -m rdskd_dist.tune` and
+`python -m rdskd_dist.pull`: options, YAML files (errors carry file:line), teacher files, dataset
+roots, output locations, MLflow tracking URIs and Ray cluster addresses. The subprocesses of all cases run a few at a time in one module fixture (each is mostly
 interpreter and torch start-up), then every case checks its own result.
 """
 
@@ -79,12 +79,14 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     files["bad_spec_syntax"].write_text("name: bad\nmode: robustness\nbase: {dataset: digits\nseeds: [0]\n")
     files["empty_root"].mkdir()
     files["file_root"].write_text("not a dataset folder\n")
+    # Unwritable even for root (chmod does not stop root): a folder below a regular file.
+    files["unwritable"] = files["file_root"] / "out"
     return {**{k: str(v) for k, v in files.items()}, "teacher": str(teacher)}
 
 
 @dataclass(frozen=True)
 class Case:
-    cli: str  # "train" or "tune"
+    cli: str  # "train", "tune" or "pull"
     argv: Callable[[dict[str, str]], list[str]]  # from the inputs' paths
     error: str  # regex the one error line must match
     tracking: bool = False  # leave MLflow tracking on (the case is about it)
@@ -139,6 +141,21 @@ CASES: dict[str, Case] = {
                                   r"mnist: missing t10k-images-idx3-ubyte\.gz .* in .*empty"),
     "dataset root is a file": Case("train", lambda f: ["--dataset", "mnist", "--data-root", f["file_root"]],
                                    r"not_a_folder\.txt"),
+    # ---- output locations: checked before the teacher, the data or Ray (nothing is created)
+    "output folder unwritable": Case("train", lambda f: ["--output", f["unwritable"]],
+                                     r"^error: cannot write to output folder .*not_a_folder\.txt/out: Not a directory$"),
+    "output folder is a file": Case("train", lambda f: ["--output", f["file_root"]],
+                                    r"cannot write to output folder .*not_a_folder\.txt: it is a file, not a folder"),
+    "checkpoint unwritable": Case("train", lambda f: ["--checkpoint", f["unwritable"] + "/ckpt.pt"],
+                                  r"cannot write to checkpoint file .*not_a_folder\.txt/out/ckpt\.pt: Not a directory"),
+    "checkpoint is a folder": Case("train", lambda f: ["--checkpoint", f["empty_root"]],
+                                   r"cannot write to checkpoint file .*empty: it is a folder, not a file"),
+    "ray storage unwritable": Case("train", lambda f: ["--workers", "1", "--storage", f["unwritable"]],
+                                   r"cannot write to Ray storage folder .*not_a_folder\.txt/out: Not a directory"),
+    "tune output unwritable": Case("tune", lambda f: ["--spec", f["good_spec"], "--output", f["unwritable"]],
+                                   r"^error: cannot write to output folder .*not_a_folder\.txt/out/bad: Not a directory$"),
+    "pull out unwritable": Case("pull", lambda f: ["models:/rdskd-digits-lenet5_half@champion", "--out", f["unwritable"]],
+                                r"cannot write to output folder .*not_a_folder\.txt/out: Not a directory"),
     # ---- MLflow tracking URIs
     "mlflow unreachable": Case("train", lambda f: ["--tracking-uri", port_uri()],
                                r"MLflow tracking server http://127\.0\.0\.1:\d+ is unreachable \(connection refused\)",
@@ -149,6 +166,19 @@ CASES: dict[str, Case] = {
                            tracking=True),
     "tune mlflow unreachable": Case("tune", lambda f: ["--spec", f["good_spec"], "--tracking-uri", port_uri()],
                                     r"MLflow tracking server .* is unreachable", tracking=True),
+    # pull only reads: a store that is not there is an error, never a new empty database (in the empty cwd)
+    "pull sqlite store missing": Case("pull", lambda f: ["models:/rdskd-digits-lenet5_half@champion",
+                                                         "--tracking-uri", "sqlite:///sub/mlflow.db"],
+                                      r"MLflow tracking store sqlite:///sub/mlflow\.db does not exist \(no sqlite "
+                                      r"database file .*/sub/mlflow\.db\)"),
+    "pull bare db path missing": Case("pull", lambda f: ["models:/rdskd-digits-lenet5_half/1", "--tracking-uri",
+                                                         "mlflow.db"],
+                                      r"MLflow tracking store sqlite:///.*/mlflow\.db does not exist"),
+    "pull default store missing": Case("pull", lambda f: ["models:/rdskd-digits-lenet5_half@champion"],
+                                       r"MLflow tracking store sqlite:///.*/mlflow\.db does not exist"),
+    "pull file store missing": Case("pull", lambda f: ["models:/rdskd-digits-lenet5_half@champion", "--tracking-uri",
+                                                       "file://" + f["empty_root"] + "/mlruns"],
+                                    r"MLflow tracking store file://.*/empty/mlruns does not exist"),
     # ---- Ray cluster addresses
     "train address unreachable": Case("train", lambda f: ["--workers", "1", "--address", port_address()],
                                       r"Ray cluster at 127\.0\.0\.1:\d+ is unreachable \(connection refused\)"),
@@ -171,7 +201,7 @@ def command(case: Case, files: dict[str, str], out: Path) -> list[str]:
             argv += ["--teacher", files["teacher"]]
         if not case.tracking:
             argv.append("--no-tracking")
-    else:
+    elif case.cli == "tune":
         argv = ["--output", str(out), "--no-plots", *argv]
         if not case.tracking:
             argv.append("--no-tracking")
@@ -234,7 +264,7 @@ def test_bad_input_fails_with_one_clear_line(name, outcomes):
 
 def test_cases_cover_every_kind_of_input_and_fail_fast(outcomes):
     assert len(CASES) >= 15
-    assert {case.cli for case in CASES.values()} == {"train", "tune"}
+    assert {case.cli for case in CASES.values()} == {"train", "tune", "pull"}
     by_cpu = sorted(outcomes.items(), key=lambda kv: -kv[1].cpu_s)
     print("CPU s (wall s) per case: " + ", ".join(f"{n} {o.cpu_s:.1f} ({o.wall_s:.0f})" for n, o in by_cpu))
     slowest, outcome = by_cpu[0]

@@ -190,7 +190,7 @@ def resolve_teacher_uri(uri: str, tracking_uri: Optional[str] = None,
     from rdskd_dist.io import sha256_file
 
     ref = parse_models_uri(uri)
-    tracking = resolve_tracking_uri(tracking_uri)
+    tracking = resolve_tracking_uri(tracking_uri, existing=True)  # read-only: never creates an empty store
     client = RetryingClient(tracking)
     version = get_version(client, ref)
     folder = download_version(tracking, ref, version, dst)

@@ -42,9 +42,10 @@ def sqlite_uri(path: str | os.PathLike) -> str:
     return f"sqlite:///{Path(path).expanduser().resolve()}"
 
 
-def resolve_tracking_uri(uri: Optional[str], folder: Optional[str | os.PathLike] = None) -> str:
-    """The URI to use (argument, env, default), checked: see `check_tracking_uri`."""
-    return check_tracking_uri(uri if uri else default_tracking_uri(folder))
+def resolve_tracking_uri(uri: Optional[str], folder: Optional[str | os.PathLike] = None, existing: bool = False) -> str:
+    """The URI to use (argument, env, default), checked: see `check_tracking_uri` (`existing` for read-only
+    commands: a local store must already be there)."""
+    return check_tracking_uri(uri if uri else default_tracking_uri(folder), existing=existing)
 
 
 def is_server_uri(uri: str) -> bool:
@@ -72,7 +73,7 @@ def _hint() -> str:
             f"(or unset {ENV_URI} for ./{DB_NAME})")
 
 
-def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
+def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S, existing: bool = False) -> str:
     """Validate a tracking URI before any training starts; returns it normalised.
 
     * `http(s)://host[:port][/prefix]`: the server must answer `GET /health` (or its REST API)
@@ -82,13 +83,17 @@ def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
     * `sqlite:///path` (relative paths are made absolute) and `file:///path`: the folder must be
       creatable; a bare path ending in `.db` means a sqlite file.
     * SQL databases (`postgresql://`, `mysql://`, `mssql://`) are passed through unchecked.
+
+    With `existing` (read-only commands such as `pull`), a local store must already exist: a missing
+    sqlite file or file-store folder is a one-line `UserError`, and nothing is created (MLflow would
+    otherwise make an empty database).
     """
     uri = (uri or "").strip()
     if not uri:
         raise UserError(f"empty MLflow tracking URI; {_hint()}")
     if "://" not in uri and not uri.startswith(("sqlite:", "file:")):
         if uri.endswith(".db"):
-            return check_tracking_uri(sqlite_uri(uri), timeout_s)
+            return check_tracking_uri(sqlite_uri(uri), timeout_s, existing)
         scheme = re.match(r"^([A-Za-z][\w+.\-]*):", uri)
         what = f"has no '//' after its scheme {scheme[1]!r}" if scheme else "has no scheme"
         raise UserError(f"malformed MLflow tracking URI {redact(uri)!r}: {what}; {_hint()}")
@@ -100,17 +105,32 @@ def check_tracking_uri(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
         path = sqlite_path(uri)
         if path is None or not path.name:
             raise UserError(f"malformed sqlite tracking URI {redact(uri)!r}; use sqlite:///ABSOLUTE/PATH/mlflow.db")
-        _check_folder(path.parent, uri)
+        if existing:
+            _check_existing(path, uri, "sqlite database file", Path.is_file)
+        else:
+            _check_folder(path.parent, uri)
         return f"sqlite:///{path}"
     if scheme == "file":
         path = Path(urllib.parse.unquote(parsed.path))
         if not path.is_absolute():
             raise UserError(f"malformed file tracking URI {redact(uri)!r}; use file:///ABSOLUTE/PATH")
-        _check_folder(path, uri)
+        if existing:
+            _check_existing(path, uri, "file store folder", Path.is_dir)
+        else:
+            _check_folder(path, uri)
         return uri
     if scheme in DATABASE_SCHEMES or scheme.split("+")[0] in DATABASE_SCHEMES or scheme.startswith("databricks"):
         return uri
     raise UserError(f"unsupported MLflow tracking URI scheme {parsed.scheme!r} in {redact(uri)!r}; {_hint()}")
+
+
+def _check_existing(path: Path, uri: str, what: str, is_kind) -> None:
+    """A read-only command's local store: it must be there already (nothing is created)."""
+    if not path.exists():
+        raise UserError(f"MLflow tracking store {redact(uri)} does not exist (no {what} {path}); pass the "
+                        f"--tracking-uri of an existing store or set {ENV_URI}")
+    if not is_kind(path):
+        raise UserError(f"MLflow tracking store {redact(uri)} is not a {what}: {path}")
 
 
 def _check_folder(folder: Path, uri: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Optional
 from rdskd_dist.cli import OneLineParser, add_model_options
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.errors import UserError, cli_entrypoint
+from rdskd_dist.outputs import check_writable_folder
 from rdskd_dist.tune.spec import TRIAL_OWNED, SweepSpec, load_spec
 
 REPO_SPECS = Path(__file__).resolve().parents[2] / "tune"
@@ -122,6 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise UserError("--max-trials must be at least 1")
     if ns["retry_failed"] and not ns["resume"]:
         raise UserError("--retry-failed goes with --resume")
+    check_writable_folder(spec.sweep_dir, "output folder")  # before Ray, the teacher or MLflow: nothing is created
 
     from rdskd_dist.tune.ledger import SweepFolder
     from rdskd_dist.tune.sweep import default_console, report_sweep, run_sweep

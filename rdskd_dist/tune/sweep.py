@@ -31,6 +31,7 @@ from rich.console import Console
 
 from rdskd_dist.errors import UserError, one_line
 from rdskd_dist.io import atomic_write_json, atomic_write_text, sha256_file
+from rdskd_dist.outputs import check_writable_folder
 from rdskd_dist.redact import redact
 from rdskd_dist.tune.design import robustness_design, trial_config
 from rdskd_dist.tune.ledger import SweepFolder
@@ -364,6 +365,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
     with `retry_failed` the failed and stopped ones are. `max_trials` caps the trials started now.
     `tracker` (a `rdskd_dist.tracking.SweepTracker`) records the sweep and its trials in MLflow."""
     console = console or default_console()
+    check_writable_folder(spec.sweep_dir, "output folder")  # a one-line error before Ray or any trial
     storage = open_storage(spec, resume, console)
     folder = prepare_folder(spec, resume)
     spec = ensure_teacher(spec, folder, console)
