@@ -57,6 +57,18 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], s
         parser.add_argument(flag, **kwargs)
 
 
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """Every registered method's own options, as flat flags (a config checks them against its method)."""
+    from rdskd_dist.methods import get_method_class, list_methods
+
+    seen: set[str] = set()
+    for method in list_methods():
+        options = get_method_class(method).Options
+        fresh = {name for name in options.model_fields if name not in seen}
+        add_model_options(parser, options, skip=set(options.model_fields) - fresh)
+        seen |= fresh
+
+
 def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     """Map each key path of a YAML document to its 1-based line, for error messages."""
     lines: dict[tuple, int] = {}
@@ -139,10 +151,20 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parse_config(model: type[M], argv: list[str] | None, prog: str, description: str) -> M:
     """Parse `--config FILE` plus per-field options into a validated `model` instance."""
+    return parse_config_with_sources(model, argv, prog, description)[0]
+
+
+def parse_config_with_sources(model: type[M], argv: list[str] | None, prog: str,
+                              description: str) -> tuple[M, dict[str, str]]:
+    """As `parse_config`, plus where each given option came from ("command line" or "FILE:LINE")."""
     parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--config", metavar="FILE", help="YAML file with the same options (command line wins)")
     add_model_options(parser, model)
+    if "method_options" in model.model_fields:
+        add_method_options(parser)
     ns = vars(parser.parse_args(argv))
     config_file = ns.pop("config", None)
     source = YamlFile(config_file) if config_file else None
-    return validate_with_sources(model, source, ns)
+    given = {key: (source.where((key,)) or str(source.path)) for key in (source.data if source else {})}
+    given.update({key: "command line" for key in ns})
+    return validate_with_sources(model, source, ns), given

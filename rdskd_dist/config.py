@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator,
                       model_validator)
 
 Schedule = Literal["two_stage", "joint", "adversarial"]
 
 
+# Engine options a search space may vary (name -> integer?); each method adds its own (`Method.sweepable`).
+ENGINE_SWEEPABLE: dict[str, bool] = {
+    "w_oh": False, "w_ie": False, "w_ds": False, "w_a": False, "w_bn": False,
+    "lr_generator": False, "lr_student": False, "temperature": False, "momentum": False, "weight_decay": False,
+    "generator_inner_bn_eps": False, "batch_size": True, "latent_dim": True,
+}
+
+
 class DistillConfig(BaseModel):
-    """Options left as None take the dataset's or the method's reference value (see `resolve`)."""
+    """Options left as None take the method's reference value for the dataset, else the engine's
+    fallback (`rdskd_dist.engine.resolve`). Method options are flat keys here (`--penalty-refresh`,
+    `ar_weight:`) and live in `method_options`, checked against the chosen method's `Options`."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -26,26 +36,43 @@ class DistillConfig(BaseModel):
                                           description="refuse a teacher file whose SHA-256 differs")
     student: Optional[str] = Field(None, description="student architecture (default: the dataset's reference)")
     latent_dim: Optional[PositiveInt] = Field(None, description="generator latent size (default: per dataset)")
-    generator_bn_eps: PositiveFloat = Field(1e-5, description="eps of the generator's last BN (reference code: 0.8)")
+    generator_inner_bn_eps: Optional[PositiveFloat] = Field(
+        None, description="eps of the generator's two inner BNs (DAFL and RDSKD code pass 0.8 there; DFAD 1e-5)")
+    generator_width: PositiveFloat = Field(1.0, description="generator channel width multiplier (1: the reference's)")
     method: str = Field("rdskd", description="distillation method")
+    method_options: dict[str, Any] = Field(default_factory=dict, description="the method's own options")
     schedule: Optional[Schedule] = Field(None, description="two_stage, joint or adversarial (default: the method's)")
 
     # budget
     generator_steps: PositiveInt = Field(2400, description="generator steps of a two-stage schedule's first stage")
     student_steps: PositiveInt = Field(2000, description="student optimisation steps")
-    student_steps_per_generator_step: PositiveInt = Field(5, description="adversarial schedule: student steps per generator step")
+    student_steps_per_generator_step: Optional[PositiveInt] = Field(
+        None, description="adversarial schedule: student steps per generator step")
     sample_pool: int = Field(0, ge=0, description="two-stage: generate this many batches once from the frozen "
                                                   "generator and draw student batches from them (0: fresh samples every step)")
     batch_size: PositiveInt = Field(512, description="generated samples per step (per worker when distributed)")
+    student_batch_size: Optional[PositiveInt] = Field(
+        None, description="samples per student step drawn from the pool or memory bank (default: batch_size)")
+    memory_bank: int = Field(0, ge=0, description="keep up to this many of the samples the run generates anyway "
+                                                  "(with the teacher's outputs) and train the student on them too "
+                                                  "(0: off)")
+    augment_shift: int = Field(0, ge=0, description="shift each student sample by up to this many pixels; the "
+                                                    "teacher relabels the result (0: off)")
+    augment_mixup: NonNegativeFloat = Field(0.0, description="mix student samples in pairs with Beta(a, a) "
+                                                             "coefficients; the teacher relabels the mix (0: off)")
 
     # optimisation
-    lr_generator: PositiveFloat = Field(1e-3, description="generator Adam learning rate")
+    lr_generator: Optional[PositiveFloat] = Field(None, description="generator Adam learning rate")
     lr_student: Optional[PositiveFloat] = Field(None, description="student learning rate (default: per method)")
     student_optimizer: Optional[Literal["adam", "sgd"]] = Field(None, description="student optimiser (default: per method)")
-    momentum: NonNegativeFloat = Field(0.9, description="SGD momentum")
-    weight_decay: NonNegativeFloat = Field(0.0, description="student weight decay")
-    lr_decay_at: list[float] = Field(default_factory=list, description="fractions of each network's steps where its lr decays")
-    lr_decay: PositiveFloat = Field(0.1, description="lr multiplier at each lr_decay_at point")
+    momentum: Optional[NonNegativeFloat] = Field(None, description="SGD momentum")
+    weight_decay: Optional[NonNegativeFloat] = Field(None, description="student weight decay")
+    lr_decay_at: Optional[list[float]] = Field(None, description="fractions of the student's steps where its lr decays")
+    generator_lr_decay_at: Optional[list[float]] = Field(
+        None, description="fractions of the generator's steps where its lr decays")
+    lr_decay: PositiveFloat = Field(0.1, description="lr multiplier at each decay point")
+    student_lr_schedule: Literal["step", "onecycle", "cosine"] = Field(
+        "step", description="student lr schedule: step (decay at lr_decay_at), onecycle or cosine")
     temperature: Optional[PositiveFloat] = Field(None, description="KD temperature (default: per method)")
 
     # loss weights (None: the method's reference weights for the dataset)
@@ -54,15 +81,6 @@ class DistillConfig(BaseModel):
     w_ds: Optional[NonNegativeFloat] = Field(None, description="weight of RDSKD's inter-sample diversity term")
     w_a: Optional[NonNegativeFloat] = Field(None, description="weight of DAFL's activation term")
     w_bn: NonNegativeFloat = Field(0.0, description="weight of the BN-statistics term (teachers with BN)")
-    penalty: bool = Field(True, description="RDSKD: exponential penalty on loss increments (off: plain weighted sum)")
-    penalty_refresh: Literal["epoch", "step", "ema"] = Field("epoch", description="RDSKD: how the penalty references refresh")
-    penalty_epoch: PositiveInt = Field(120, description="RDSKD: generator steps per reference refresh ('epoch')")
-    penalty_ema: float = Field(0.9, ge=0.0, lt=1.0, description="RDSKD: decay of the 'ema' reference")
-    ar_weight: NonNegativeFloat = Field(1.0, description="DFAD+AR+VI: activation-boundary regulariser weight (beta)")
-    ar_margin: PositiveFloat = Field(1.0, description="DFAD+AR+VI: activation-boundary margin (mu)")
-    vi_weight: NonNegativeFloat = Field(1.0, description="DFAD+AR+VI: weight of the virtual-interpolation loss")
-    vi_alpha: PositiveFloat = Field(1.0, description="DFAD+AR+VI: Beta(alpha, alpha) of the mixing coefficient")
-    vi_target: Literal["teacher", "mix"] = Field("teacher", description="DFAD+AR+VI: teacher on the mix, or mix of teacher outputs")
 
     # runtime
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
@@ -99,12 +117,50 @@ class DistillConfig(BaseModel):
 
         return None if name is None else _known("model", name, list_models("classifier"))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_method_options(cls, data: Any) -> Any:
+        """Flat method-option keys (CLI, YAML, Python) move into `method_options`."""
+        from rdskd_dist.methods.registry import option_owners
+
+        if not isinstance(data, dict):
+            return data
+        owners = option_owners()
+        flat = {k: data[k] for k in data if k in owners and k not in cls.model_fields}
+        if not flat:
+            return data
+        rest = {k: v for k, v in data.items() if k not in flat}
+        rest["method_options"] = {**(data.get("method_options") or {}), **flat}
+        return rest
+
+    @model_validator(mode="after")
+    def _check_method_options(self) -> "DistillConfig":
+        from rdskd_dist.methods.registry import get_method_class, option_owners
+
+        options_model = get_method_class(self.method).Options
+        owners = option_owners()
+        for key in self.method_options:
+            if key not in options_model.model_fields:
+                belongs = f"belongs to {', '.join(owners[key])}" if key in owners else "is unknown"
+                raise ValueError(f"option {key!r} {belongs}, not to method {self.method!r}")
+        try:
+            checked = options_model(**self.method_options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})") from None
+        # keep only what was given (so its source stays known); resolve fills the rest
+        given = checked.model_dump(include=set(self.method_options))
+        if given != self.method_options:
+            object.__setattr__(self, "method_options", given)
+        return self
+
     @model_validator(mode="after")
     def _check(self) -> "DistillConfig":
         if self.checkpoint_every and self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of log_every ({self.log_every})")
-        if any(not 0.0 < f < 1.0 for f in self.lr_decay_at):
-            raise ValueError("lr_decay_at holds fractions strictly between 0 and 1")
+        for name in ("lr_decay_at", "generator_lr_decay_at"):
+            if any(not 0.0 < f < 1.0 for f in getattr(self, name) or []):
+                raise ValueError(f"{name} holds fractions strictly between 0 and 1")
         return self
 
 

@@ -8,7 +8,7 @@ import torch
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import get_spec
 from rdskd_dist.engine import run_distillation, schedule_steps
-from rdskd_dist.engine.loop import resolve_config
+from rdskd_dist.engine.resolve import resolve_config
 from rdskd_dist.errors import NonFiniteLossError, UserError
 from rdskd_dist.teachers import load_teacher
 

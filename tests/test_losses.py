@@ -77,10 +77,12 @@ def test_penalty_reference_refresh_rules():
     epoch = ExponentialPenalty("epoch", epoch=4, ema=0.9)
     out0 = epoch(torch.tensor([2.0]), 0)  # r starts at 0
     assert math.isclose(out0.item(), math.exp(2.0), rel_tol=1e-6)
-    out1 = epoch(torch.tensor([3.0]), 1)  # second step of the epoch: r <- current
-    assert out1.item() == 1.0 and epoch.reference.item() == 3.0
-    epoch(torch.tensor([5.0]), 2)
+    out1 = epoch(torch.tensor([3.0]), 1)  # second step of the epoch: uses the old r, then r <- current
+    assert math.isclose(out1.item(), math.exp(3.0), rel_tol=1e-6) and epoch.reference.item() == 3.0
+    assert math.isclose(epoch(torch.tensor([5.0]), 2).item(), math.exp(2.0), rel_tol=1e-6)
     assert epoch.reference.item() == 3.0
+    epoch(torch.tensor([1.0]), 5)  # step 5 is the next epoch's second step
+    assert epoch.reference.item() == 1.0
     step = ExponentialPenalty("step", epoch=4, ema=0.9)
     step(torch.tensor([2.0]), 0)
     assert math.isclose(step(torch.tensor([2.5]), 1).item(), math.exp(0.5), rel_tol=1e-6)

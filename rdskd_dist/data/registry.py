@@ -21,6 +21,8 @@ class DatasetSpec:
     student_arch: str
     latent_dim: int
     description: str
+    # A dataset without reference settings of its own borrows those of this one (digits: mnist).
+    reference_dataset: str = ""
 
 
 _SPECS: dict[str, DatasetSpec] = {
@@ -50,6 +52,7 @@ _SPECS: dict[str, DatasetSpec] = {
             student_arch="lenet5_half",
             latent_dim=100,
             description="scikit-learn 8x8 digits (offline), 1437/360, upscaled to 32x32",
+            reference_dataset="mnist",
         ),
         DatasetSpec(
             name="cifar10",

@@ -19,30 +19,17 @@ import torch.nn as nn
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec
 from rdskd_dist.engine.evaluate import autocast
+from rdskd_dist.engine.augment import SampleStore, random_shift
 from rdskd_dist.engine.phases import PhaseClock
+from rdskd_dist.engine.resolve import resolve_config
 from rdskd_dist.errors import NonFiniteLossError, UserError
 from rdskd_dist.methods import Method, Terms, get_method_class
+from rdskd_dist.methods.mixing import mix_pairs
 from rdskd_dist.models import create_model
 
 ENGINE_FORMAT = "rdskd-engine/1"
 ReportCallback = Callable[[dict[str, float], Optional[dict[str, Any]]], None]
 _NEVER = 2**62  # "no non-finite value seen" for the per-term first-bad-step trackers
-
-
-def resolve_config(cfg: DistillConfig, spec: DatasetSpec) -> DistillConfig:
-    """Fill every option left as None with the dataset's or the method's reference value."""
-    method = get_method_class(cfg.method)
-    weights = method.default_weights(spec.name)
-    filled = {
-        "student": cfg.student or spec.student_arch,
-        "latent_dim": cfg.latent_dim or spec.latent_dim,
-        "schedule": cfg.schedule or method.schedule,
-        "lr_student": cfg.lr_student or method.lr_student,
-        "student_optimizer": cfg.student_optimizer or method.student_optimizer,
-        "temperature": cfg.temperature or method.temperature,
-        **{k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in weights.items()},
-    }
-    return cfg.model_copy(update=filled)
 
 
 def schedule_steps(cfg: DistillConfig) -> tuple[int, int, int]:
@@ -66,6 +53,15 @@ def unwrap(module: nn.Module) -> nn.Module:
 def _step_decay(total_steps: int, fractions: list[float], gamma: float) -> Callable[[int], float]:
     milestones = sorted(math.floor(f * total_steps) for f in fractions)
     return lambda step: gamma ** sum(step >= m for m in milestones)
+
+
+def _student_schedule(opt: torch.optim.Optimizer, cfg: DistillConfig, steps: int):
+    if cfg.student_lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr_student, total_steps=max(steps, 2),
+                                                   pct_start=0.15)
+    if cfg.student_lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    return torch.optim.lr_scheduler.LambdaLR(opt, _step_decay(steps, cfg.lr_decay_at, cfg.lr_decay))
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -122,7 +118,8 @@ class Distiller:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.teacher = teacher.to(device, memory_format=self.memory_format).eval()
         generator = create_model("dafl_generator", latent_dim=cfg.latent_dim, out_channels=spec.channels,
-                                 image_size=spec.image_size, final_bn_eps=cfg.generator_bn_eps)
+                                 image_size=spec.image_size, inner_bn_eps=cfg.generator_inner_bn_eps,
+                                 width=cfg.generator_width)
         student = create_model(cfg.student, num_classes=spec.num_classes, in_channels=spec.channels,
                                image_size=spec.image_size)
         self.method: Method = get_method_class(cfg.method)(cfg, self.teacher, student, self.noise)
@@ -140,10 +137,12 @@ class Distiller:
         else:
             self.opt_s = torch.optim.Adam(s_params, lr=cfg.lr_student, weight_decay=cfg.weight_decay)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(
-            self.opt_g, _step_decay(self.total_g_steps, cfg.lr_decay_at, cfg.lr_decay))
-        self.sched_s = torch.optim.lr_scheduler.LambdaLR(
-            self.opt_s, _step_decay(self.total_s_steps, cfg.lr_decay_at, cfg.lr_decay))
+            self.opt_g, _step_decay(self.total_g_steps, cfg.generator_lr_decay_at, cfg.lr_decay))
+        self.sched_s = _student_schedule(self.opt_s, cfg, self.total_s_steps)
 
+        self.student_batch_size = cfg.student_batch_size or cfg.batch_size
+        keep_features = self.method.teacher_features_for_student
+        self.bank = SampleStore(cfg.memory_bank, keep_features) if cfg.memory_bank else None
         self._pool: tuple[torch.Tensor, Any] | None = None
         self.iteration = self.g_step = self.s_step = 0
         self.train_time_s = 0.0
@@ -197,7 +196,14 @@ class Distiller:
         self.g_step += 1
         self._interval_samples += cfg.batch_size
         self._record("g", terms)
-        return x.detach(), type(teacher_out)(*(t.detach() if t is not None else None for t in teacher_out))
+        x, teacher_out = x.detach(), type(teacher_out)(*(t.detach() if t is not None else None for t in teacher_out))
+        self._keep(x, teacher_out)
+        return x, teacher_out
+
+    def _keep(self, x: torch.Tensor, teacher_out: Any) -> None:
+        """Samples the run has already paid for go into the memory bank."""
+        if self.bank is not None:
+            self.bank.add(x, teacher_out)
 
     @torch.no_grad()
     def _fresh_batch(self, generator_train_mode: bool) -> tuple[torch.Tensor, Any]:
@@ -207,6 +213,7 @@ class Distiller:
             self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=False)
         self.clock.charge("teacher")
+        self._keep(x, teacher_out)
         return x, teacher_out
 
     @torch.no_grad()
@@ -229,13 +236,40 @@ class Distiller:
                 self.clock.charge("teacher")
                 xs.append(x)
                 outs.append(out if keep_features else type(out)(out.logits, None, None))
+            if self.bank is not None:  # the samples stage 1 produced join the pool
+                x, out = self.bank.contents()
+                xs.append(x)
+                outs.append(out if keep_features else type(out)(out.logits, None, None))
             self._pool = (torch.cat(xs), type(outs[0])(*(
                 torch.cat(parts) if parts[0] is not None else None for parts in zip(*outs))))
         x, out = self._pool
-        idx = torch.randint(0, x.shape[0], (self.cfg.batch_size,), device=self.device, generator=self.noise)
+        idx = torch.randint(0, x.shape[0], (self.student_batch_size,), device=self.device, generator=self.noise)
         return x[idx], type(out)(*(t[idx] if t is not None else None for t in out))
 
+    @torch.no_grad()
+    def _student_batch(self, x: torch.Tensor, teacher_out: Any) -> tuple[torch.Tensor, Any]:
+        """The batch a student step trains on: replayed bank samples join a fresh batch (joint and
+        adversarial schedules), and augmented samples are relabelled by the teacher."""
+        cfg = self.cfg
+        if self.bank is not None and cfg.schedule != "two_stage" and len(self.bank) > 0:
+            rx, rout = self.bank.sample(self.student_batch_size, self.noise)
+            x = torch.cat([x, rx.to(x.dtype)])
+            teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
+                                              else None for a, b in zip(teacher_out, rout)))
+        if not (cfg.augment_shift or cfg.augment_mixup):
+            return x, teacher_out
+        if cfg.augment_shift:
+            x = random_shift(x, cfg.augment_shift, self.noise)
+        if cfg.augment_mixup:
+            x = mix_pairs(x, cfg.augment_mixup, self.noise)[0]
+        x = x.contiguous(memory_format=self.memory_format)
+        with autocast(self.device, cfg.precision):
+            teacher_out = self.method.teacher_forward(x, for_generator=False)
+        self.clock.charge("teacher")
+        return x, teacher_out
+
     def student_step(self, x: torch.Tensor, teacher_out: Any) -> None:
+        x, teacher_out = self._student_batch(x, teacher_out)
         self.student.train()
         with autocast(self.device, self.cfg.precision):
             terms = self.method.student_loss(x, teacher_out, self.student)
@@ -249,7 +283,7 @@ class Distiller:
         self.opt_s.step()
         self.sched_s.step()
         self.s_step += 1
-        self._interval_samples += self.cfg.batch_size
+        self._interval_samples += x.shape[0]
         self._record("s", terms)
         self.clock.charge("student")
 
@@ -260,7 +294,7 @@ class Distiller:
         if cfg.schedule == "two_stage":
             if self.iteration < cfg.generator_steps:
                 self.generator_step()
-            elif cfg.sample_pool:
+            elif cfg.sample_pool or self.bank is not None:
                 self.student_step(*self._pooled_batch())
             else:
                 self.student_step(*self._fresh_batch(generator_train_mode=False))
@@ -337,6 +371,7 @@ class Distiller:
             "opt_g": self.opt_g.state_dict(), "opt_s": self.opt_s.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_s": self.sched_s.state_dict(),
             "method": self.method.state_dict(), "rng": rng,
+            "bank": self.bank.state_dict() if self.bank is not None else None,
             "pending": {"sums": dict(self._sums), "counts": dict(self._counts),
                         "first_bad": dict(self._first_bad), "samples": self._interval_samples},
         }
@@ -355,6 +390,8 @@ class Distiller:
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_s.load_state_dict(state["sched_s"])
         self.method.load_state_dict(to_device(state["method"], self.device))
+        if self.bank is not None and state.get("bank") is not None:
+            self.bank.load_state_dict(to_device(state["bank"], self.device))
         rng = state["rng"]
         self.noise.set_state(rng["noise"])
         torch.set_rng_state(rng["torch"])

@@ -1,18 +1,35 @@
-"""The one small interface every distillation method implements."""
+"""The one small interface every distillation method implements, and what a method declares.
+
+A method is one file with one `Method` subclass. It declares
+- `Options`: its own typed options (a pydantic model; flat keys on the CLI, in YAML and in Tune specs);
+- `references`: its reference settings per dataset (engine options such as loss weights, optimisers,
+  learning rates, weight decay, temperature, schedule, lr decay), with the reference code they come from;
+- `sweepable`: which of its options a search space may vary.
+`rdskd_dist.engine.resolve` fills a config from these and the dataset, so nothing else lists them.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 import torch.nn as nn
+from pydantic import BaseModel, ConfigDict
 
-from rdskd_dist.config import DistillConfig
 from rdskd_dist.errors import UserError
 from rdskd_dist.methods.losses import BNStatsLoss
 from rdskd_dist.models.base import Features
 
+if TYPE_CHECKING:  # config.py imports the method registry, never this module
+    from rdskd_dist.config import DistillConfig
+
 Terms = dict[str, torch.Tensor]  # named loss terms; "total" is what gets back-propagated
+
+
+class MethodOptions(BaseModel):
+    """A method's own options; subclasses add fields with defaults and descriptions."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class Method:
@@ -23,21 +40,25 @@ class Method:
     """
 
     name: ClassVar[str]
-    schedule: ClassVar[str]  # default schedule: two_stage, joint or adversarial
-    temperature: ClassVar[float] = 1.0
-    student_optimizer: ClassVar[str] = "adam"
-    lr_student: ClassVar[float] = 2e-3
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
+    # Reference settings: {"*": shared, dataset: overrides}; values are DistillConfig fields.
+    references: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Where the reference settings come from (printed by --print-config).
+    reference_source: ClassVar[str] = ""
+    # Options of this method a search space may vary: name -> integer?
+    sweepable: ClassVar[dict[str, bool]] = {}
     teacher_features_for_student: ClassVar[bool] = False
 
     @classmethod
-    def default_weights(cls, dataset: str) -> dict[str, float]:
-        """Reference loss weights (w_oh, w_ie, w_ds, w_a) for a dataset."""
-        return {"w_oh": 0.0, "w_ie": 0.0, "w_ds": 0.0, "w_a": 0.0}
+    def reference(cls, dataset: str) -> dict[str, Any]:
+        """The method's reference engine settings for a dataset (its own name or the one it stands in for)."""
+        return {**cls.references.get("*", {}), **cls.references.get(dataset, {})}
 
-    def __init__(self, cfg: DistillConfig, teacher: nn.Module, student: nn.Module,
+    def __init__(self, cfg: "DistillConfig", teacher: nn.Module, student: nn.Module,
                  noise: torch.Generator | None = None):
         """`noise` is the engine's random generator: draw any randomness from it so resume is exact."""
         self.cfg = cfg
+        self.options = self.Options(**cfg.method_options)
         self.teacher = teacher
         self.noise = noise
         self.bn_stats: BNStatsLoss | None = None

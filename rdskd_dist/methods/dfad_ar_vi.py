@@ -7,16 +7,17 @@ connector where the student is narrower), and mixup-style interpolation of gener
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn as nn
+from pydantic import Field, NonNegativeFloat, PositiveFloat
 
-from rdskd_dist.config import DistillConfig
 from rdskd_dist.errors import UserError
-from rdskd_dist.methods.base import Terms
+from rdskd_dist.methods.base import MethodOptions, Terms
 from rdskd_dist.methods.dfad import DFAD
 from rdskd_dist.methods.losses import activation_boundary_loss, l1_logit_loss
+from rdskd_dist.methods.mixing import mix_pairs
 from rdskd_dist.methods.registry import register_method
 from rdskd_dist.models.base import Features
 
@@ -30,16 +31,29 @@ def _connector(student_width: int, teacher_width: int, spatial: bool) -> nn.Modu
     return nn.Linear(student_width, teacher_width)
 
 
+class DFADARVIOptions(MethodOptions):
+    ar_weight: NonNegativeFloat = Field(1.0, description="DFAD+AR+VI: activation-boundary regulariser weight (beta)")
+    ar_margin: PositiveFloat = Field(1.0, description="DFAD+AR+VI: activation-boundary margin (mu)")
+    vi_weight: NonNegativeFloat = Field(1.0, description="DFAD+AR+VI: weight of the virtual-interpolation loss")
+    vi_alpha: PositiveFloat = Field(1.0, description="DFAD+AR+VI: Beta(alpha, alpha) of the mixing coefficient")
+    vi_target: Literal["teacher", "mix"] = Field(
+        "teacher", description="DFAD+AR+VI: teacher on the mix, or mix of teacher outputs")
+
+
 @register_method
 class DFADARVI(DFAD):
+    """DFAD's training (its reference settings are inherited) plus the two student-side terms."""
+
     name = "dfad_ar_vi"
+    Options = DFADARVIOptions
+    reference_source = DFAD.reference_source + " (no public code for AR and VI)"
+    sweepable = {"ar_weight": False, "ar_margin": False, "vi_weight": False, "vi_alpha": False}
     teacher_features_for_student = True
 
-    def __init__(self, cfg: DistillConfig, teacher: nn.Module, student: nn.Module,
-                 noise: torch.Generator | None = None):
+    def __init__(self, cfg, teacher: nn.Module, student: nn.Module, noise: torch.Generator | None = None):
         super().__init__(cfg, teacher, student, noise)
         self.connector: nn.Module | None = None
-        if cfg.ar_weight > 0:
+        if self.options.ar_weight > 0:
             s_w, t_w = getattr(student, "preact_channels", None), getattr(teacher, "preact_channels", None)
             if s_w is None or t_w is None:
                 raise UserError("dfad_ar_vi's activation regulariser needs teacher and student built by create_model")
@@ -48,14 +62,8 @@ class DFADARVI(DFAD):
     def student_modules(self) -> nn.Module | None:
         return self.connector
 
-    def _mix_coefficients(self, n: int, device: torch.device) -> torch.Tensor:
-        # Beta(a, a) from two Gammas drawn with the engine's noise generator, so that resume is exact.
-        a = torch.full((n,), self.cfg.vi_alpha, device=device)
-        g1, g2 = torch._standard_gamma(a, generator=self.noise), torch._standard_gamma(a, generator=self.noise)
-        return g1 / (g1 + g2)
-
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:
-        cfg = self.cfg
+        cfg = self.options
         out = student(x, features=self.connector is not None)
         s_logits = out.logits if self.connector is not None else out
         terms = {"l1": l1_logit_loss(s_logits, teacher_out.logits)}
@@ -64,11 +72,7 @@ class DFADARVI(DFAD):
             terms["ar"] = activation_boundary_loss(self.connector(out.preact), teacher_out.preact, cfg.ar_margin)
             total = total + cfg.ar_weight * terms["ar"]
         if cfg.vi_weight > 0:
-            n = x.shape[0]
-            lam = self._mix_coefficients(n, x.device)
-            perm = torch.randperm(n, device=x.device, generator=self.noise)
-            lam_x = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-            mixed = lam_x * x + (1 - lam_x) * x[perm]
+            mixed, lam, perm = mix_pairs(x, cfg.vi_alpha, self.noise)
             if cfg.vi_target == "teacher":
                 with torch.no_grad():
                     target = self.teacher(mixed)

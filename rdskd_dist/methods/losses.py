@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -13,10 +15,14 @@ def onehot_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, logits.argmax(dim=1))
 
 
-def info_entropy_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Class diversity: sum_c pbar_c ln pbar_c (negative entropy of the batch-mean prediction)."""
+def info_entropy_loss(logits: torch.Tensor, base: float | None = None) -> torch.Tensor:
+    """Class diversity: sum_c pbar_c log pbar_c (negative entropy of the batch-mean prediction).
+
+    Natural log by default (RDSKD); DAFL's reference code takes log10 (`base=10`).
+    """
     mean_p = F.softmax(logits.float(), dim=1).mean(dim=0)
-    return torch.special.xlogy(mean_p, mean_p).sum()
+    value = torch.special.xlogy(mean_p, mean_p).sum()
+    return value / math.log(base) if base else value
 
 
 def inter_sample_diversity_loss(logits: torch.Tensor, x: torch.Tensor, eps: float = 1e-20) -> torch.Tensor:

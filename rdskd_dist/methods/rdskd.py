@@ -1,13 +1,16 @@
-"""RDSKD (Han et al., ICASSP 2021): authenticity, class and inter-sample diversity, exponential penalty."""
+"""RDSKD (Han et al., ICASSP 2021): authenticity, class and inter-sample diversity, exponential penalty.
+
+Reference code: PengchaoHan/RDSKD (generator-train.py for stage 1, student-train.py for stage 2).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
+from pydantic import Field, PositiveInt
 
-from rdskd_dist.config import DistillConfig
-from rdskd_dist.methods.base import Method, Terms
+from rdskd_dist.methods.base import Method, MethodOptions, Terms
 from rdskd_dist.methods.losses import inter_sample_diversity_loss, info_entropy_loss, kd_kl_loss, onehot_loss
 from rdskd_dist.methods.registry import register_method
 from rdskd_dist.models.base import Features
@@ -17,9 +20,10 @@ class ExponentialPenalty:
     """exp(L - r) per term, with detached references r that refresh on a schedule.
 
     The gradient of exp(L - r) is exp(L - r) * dL: a term that rises above its reference is
-    pushed down exponentially harder, one below it is weighted less.
-    - "epoch": r starts at 0 and is set to the current values at the second step of each
-      epoch of `epoch` generator steps (the reference code's behaviour);
+    pushed down exponentially harder, one below it is weighted less. Every rule uses the
+    reference as it stood before the step and refreshes it afterwards:
+    - "epoch": r starts at 0 and, after the second step of each epoch of `epoch` generator steps,
+      becomes that step's values (the reference code's behaviour);
     - "step": r is the previous step's value (0 at the first step);
     - "ema": r is an exponential moving average of past values (the first value at step 0).
     """
@@ -27,48 +31,58 @@ class ExponentialPenalty:
     def __init__(self, refresh: str, epoch: int, ema: float):
         self.refresh, self.epoch, self.ema = refresh, epoch, ema
         self.reference: torch.Tensor | None = None
-        self._previous: torch.Tensor | None = None
+        self.used: torch.Tensor | None = None  # the reference the last call scaled by
 
     def __call__(self, values: torch.Tensor, step: int) -> torch.Tensor:
         current = values.detach()
         if self.reference is None:
-            self.reference = torch.zeros_like(current)
+            self.reference = current.clone() if self.refresh == "ema" else torch.zeros_like(current)
+        self.used = self.reference
+        scaled = torch.exp(values - self.used)
         if self.refresh == "epoch":
             if step % self.epoch == (1 if self.epoch > 1 else 0):
                 self.reference = current.clone()
         elif self.refresh == "step":
-            if self._previous is not None:
-                self.reference = self._previous
-            self._previous = current.clone()
-        elif step == 0:  # ema, first step
             self.reference = current.clone()
-        scaled = torch.exp(values - self.reference)
-        if self.refresh == "ema":
+        else:
             self.reference = self.ema * self.reference + (1 - self.ema) * current
         return scaled
 
     def state_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "previous": self._previous}
+        return {"reference": self.reference}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.reference, self._previous = state["reference"], state["previous"]
+        self.reference = state["reference"]
+
+
+class RDSKDOptions(MethodOptions):
+    penalty: bool = Field(True, description="RDSKD: exponential penalty on loss increments (off: plain weighted sum)")
+    penalty_refresh: Literal["epoch", "step", "ema"] = Field(
+        "epoch", description="RDSKD: how the penalty references refresh (epoch: the reference code)")
+    penalty_epoch: PositiveInt = Field(120, description="RDSKD: generator steps per reference refresh ('epoch')")
+    penalty_ema: float = Field(0.9, ge=0.0, lt=1.0, description="RDSKD: decay of the 'ema' reference")
 
 
 @register_method
 class RDSKD(Method):
     name = "rdskd"
-    schedule = "two_stage"
-    temperature = 10.0
-    lr_student = 2e-3
+    Options = RDSKDOptions
+    reference_source = "PengchaoHan/RDSKD generator-train.py, student-train.py, utils.py"
+    references = {
+        # Stage 1: Adam 1e-3; stage 2: Adam 2e-3, no weight decay, T = 10, generator frozen in eval mode.
+        "*": dict(schedule="two_stage", w_oh=1.0, w_ie=1.0, w_ds=1.0, w_a=0.0, temperature=10.0,
+                  lr_generator=1e-3, student_optimizer="adam", lr_student=2e-3, weight_decay=0.0,
+                  lr_decay_at=[], generator_lr_decay_at=[], generator_inner_bn_eps=0.8),
+        # The student keeps Adam on CIFAR-10 too; its lr drops x0.1 at epoch 800 of 1000.
+        "cifar10": dict(lr_decay_at=[0.8]),
+    }
+    sweepable = {"penalty_epoch": True, "penalty_ema": False}
 
-    @classmethod
-    def default_weights(cls, dataset: str) -> dict[str, float]:
-        return {"w_oh": 1.0, "w_ie": 1.0, "w_ds": 1.0, "w_a": 0.0}
-
-    def __init__(self, cfg: DistillConfig, teacher: torch.nn.Module, student: torch.nn.Module,
-                 noise: torch.Generator | None = None):
+    def __init__(self, cfg, teacher: torch.nn.Module, student: torch.nn.Module, noise: torch.Generator | None = None):
         super().__init__(cfg, teacher, student, noise)
-        self.penalty = ExponentialPenalty(cfg.penalty_refresh, cfg.penalty_epoch, cfg.penalty_ema) if cfg.penalty else None
+        opts = self.options
+        self.penalty = ExponentialPenalty(opts.penalty_refresh, opts.penalty_epoch, opts.penalty_ema) \
+            if opts.penalty else None
 
     def generator_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable, g_step: int) -> Terms:
         cfg = self.cfg
@@ -81,7 +95,7 @@ class RDSKD(Method):
         total = cfg.w_oh * conflicting[0] + cfg.w_ie * conflicting[1] + cfg.w_ds * ds
         terms = {"total": total, "oh": oh, "ie": ie, "ds": ds}
         if self.penalty is not None:
-            terms["ref_oh"], terms["ref_ie"] = self.penalty.reference[0], self.penalty.reference[1]
+            terms["ref_oh"], terms["ref_ie"] = self.penalty.used[0], self.penalty.used[1]
         return self.add_bn_term(terms)
 
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:

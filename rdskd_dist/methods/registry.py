@@ -1,4 +1,4 @@
-"""Methods by name: one module per method, registered here."""
+"""Methods by name: one module per method, registered here (this module imports nothing of the engine)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,20 @@ def get_method_class(name: str) -> type:
 
 def list_methods() -> list[str]:
     return sorted(_METHODS)
+
+
+def option_owners() -> dict[str, list[str]]:
+    """Each method option's name and the methods that declare it."""
+    owners: dict[str, list[str]] = {}
+    for name in list_methods():
+        for option in _METHODS[name].Options.model_fields:
+            owners.setdefault(option, []).append(name)
+    return owners
+
+
+def method_sweepable() -> dict[str, bool]:
+    """Every method option that a search space may vary (name -> integer?), from the methods themselves."""
+    out: dict[str, bool] = {}
+    for cls in _METHODS.values():
+        out.update(cls.sweepable)
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -10,8 +10,9 @@ import torch.nn as nn
 
 class Features(NamedTuple):
     logits: torch.Tensor
-    penultimate: torch.Tensor  # input of the final linear layer (DAFL's activation term)
+    penultimate: torch.Tensor  # input of the final linear layer
     preact: torch.Tensor  # a late pre-activation feature map (activation-boundary regulariser)
+    trunk: Optional[torch.Tensor] = None  # flattened conv-trunk output (DAFL's `feature`; pooled for ResNets)
 
 
 class Classifier(nn.Module):

@@ -28,10 +28,10 @@ class LeNet5(Classifier):
     def forward_features(self, x: torch.Tensor) -> Features:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.conv3(x)).flatten(1)
-        pre = self.fc1(x)
+        trunk = F.relu(self.conv3(x)).flatten(1)
+        pre = self.fc1(trunk)
         feat = F.relu(pre)
-        return Features(self.fc2(feat), feat, pre)
+        return Features(self.fc2(feat), feat, pre, trunk)
 
 
 @register_model("lenet5")

@@ -48,7 +48,7 @@ class ResNet(Classifier):
             pre = block(out)
             out = F.relu(pre)
         feat = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return Features(self.linear(feat), feat, pre)
+        return Features(self.linear(feat), feat, pre, feat)
 
 
 @register_model("resnet18")

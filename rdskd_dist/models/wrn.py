@@ -46,7 +46,7 @@ class WideResNet(Classifier):
     def forward_features(self, x: torch.Tensor) -> Features:
         pre = self.bn(self.blocks(self.conv1(x)))
         feat = F.adaptive_avg_pool2d(F.relu(pre), 1).flatten(1)
-        return Features(self.fc(feat), feat, pre)
+        return Features(self.fc(feat), feat, pre, feat)
 
 
 def _wrn(depth: int, widen: int):

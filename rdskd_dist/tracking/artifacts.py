@@ -103,7 +103,7 @@ def generator_payload(path: str | os.PathLike, config: dict[str, Any]) -> dict[s
     spec = get_spec(cfg["dataset"])
     arch = {"name": "dafl_generator", "latent_dim": int(cfg["latent_dim"] or spec.latent_dim),
             "out_channels": spec.channels, "image_size": spec.image_size,
-            "final_bn_eps": float(cfg.get("generator_bn_eps", 1e-5))}
+            "inner_bn_eps": float(cfg.get("generator_inner_bn_eps") or 1e-5)}
     return {"format": GENERATOR_FORMAT, "arch": arch, "state_dict": obj["generator"],
             "dataset": cfg["dataset"], "method": cfg.get("method"), "schedule": cfg.get("schedule")}
 

@@ -28,7 +28,7 @@ from rdskd_dist.tracking.uri import describe_uri, resolve_tracking_uri
 
 def _resolved(cfg) -> dict[str, Any]:
     from rdskd_dist.data import get_spec
-    from rdskd_dist.engine.loop import resolve_config
+    from rdskd_dist.engine.resolve import resolve_config
 
     return resolve_config(cfg, get_spec(cfg.dataset)).model_dump(mode="json")
 

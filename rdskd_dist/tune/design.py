@@ -40,10 +40,12 @@ def design_values(space: dict[str, Dim], unit: np.ndarray) -> dict[str, float]:
 def reference_values(base: DistillConfig, method: str) -> dict[str, Any]:
     """The method's resolved value of every sweepable option (what a multiplier of 1 means)."""
     from rdskd_dist.data import get_spec
-    from rdskd_dist.engine.loop import resolve_config
+    from rdskd_dist.engine.resolve import resolve_config
 
     resolved = resolve_config(base.model_copy(update={"method": method}), get_spec(base.dataset))
-    return {name: getattr(resolved, name) for name in SWEEPABLE}
+    values = {name: getattr(resolved, name) for name in SWEEPABLE if name in DistillConfig.model_fields}
+    values.update({k: v for k, v in resolved.method_options.items() if k in SWEEPABLE})
+    return values
 
 
 def apply_design(base: DistillConfig, method: str, space: dict[str, Dim], x: dict[str, float]) -> dict[str, Any]:
@@ -51,6 +53,8 @@ def apply_design(base: DistillConfig, method: str, space: dict[str, Dim], x: dic
     refs = reference_values(base, method)
     out: dict[str, Any] = {}
     for name, dim in space.items():
+        if name not in refs:  # another method's option: this method has nothing to vary
+            continue
         value = x[name] * refs[name] if dim.relative else x[name]
         if SWEEPABLE[name]:  # integer options
             value = max(1, int(round(value)))
@@ -67,7 +71,7 @@ def trial_config(base: DistillConfig, method: str, seed: int, space: dict[str, D
                  output=None) -> tuple[DistillConfig, dict[str, Any]]:
     """A trial's DistillConfig and the hyperparameter columns of its row (resolved values)."""
     from rdskd_dist.data import get_spec
-    from rdskd_dist.engine.loop import resolve_config
+    from rdskd_dist.engine.resolve import resolve_config
 
     cfg = base.model_copy(update={"method": method, "seed": seed, "output": output,
                                   **apply_design(base, method, space, x)})

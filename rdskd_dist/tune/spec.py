@@ -17,17 +17,13 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, 
                       field_validator, model_validator)
 
 from rdskd_dist.cli import YamlFile
-from rdskd_dist.config import DistillConfig
+from rdskd_dist.config import ENGINE_SWEEPABLE, DistillConfig
+from rdskd_dist.methods.registry import method_sweepable
 from rdskd_dist.errors import UserError
 from rdskd_dist.teacher import TeacherConfig
 
-# DistillConfig fields a search space may vary, and whether they are integers.
-SWEEPABLE: dict[str, bool] = {
-    "w_oh": False, "w_ie": False, "w_ds": False, "w_a": False, "w_bn": False,
-    "lr_generator": False, "lr_student": False, "temperature": False, "momentum": False, "weight_decay": False,
-    "ar_weight": False, "ar_margin": False, "vi_weight": False, "vi_alpha": False, "generator_bn_eps": False,
-    "batch_size": True, "latent_dim": True,
-}
+# Options a search space may vary, and whether they are integers: the engine's and every method's own.
+SWEEPABLE: dict[str, bool] = {**ENGINE_SWEEPABLE, **method_sweepable()}
 RUNTIME_FIELDS = {"max_concurrent", "output", "name", "storage"}  # may differ between a sweep and its resumption
 # Options that belong to the sweep rather than to one distillation: the spec sets them per trial.
 TRIAL_OWNED = {"method", "seed", "output", "checkpoint"}
