@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rdskd_dist.config import DistillConfig
-from rdskd_dist.tune.spec import SWEEPABLE, Dim, SweepSpec
+from rdskd_dist.tune.spec import Dim, SweepSpec, sweepable_options
 
 
 def sobol_unit(num_points: int, dims: int, seed: int) -> np.ndarray:
@@ -43,8 +43,9 @@ def reference_values(base: DistillConfig, method: str) -> dict[str, Any]:
     from rdskd_dist.engine.resolve import resolve_config
 
     resolved = resolve_config(base.model_copy(update={"method": method}), get_spec(base.dataset))
-    values = {name: getattr(resolved, name) for name in SWEEPABLE if name in DistillConfig.model_fields}
-    values.update({k: v for k, v in resolved.method_options.items() if k in SWEEPABLE})
+    sweepable = sweepable_options()
+    values = {name: getattr(resolved, name) for name in sweepable if name in DistillConfig.model_fields}
+    values.update({k: v for k, v in resolved.method_options.items() if k in sweepable})
     return values
 
 
@@ -56,7 +57,7 @@ def apply_design(base: DistillConfig, method: str, space: dict[str, Dim], x: dic
         if name not in refs:  # another method's option: this method has nothing to vary
             continue
         value = x[name] * refs[name] if dim.relative else x[name]
-        if SWEEPABLE[name]:  # integer options
+        if sweepable_options()[name]:  # integer options
             value = max(1, int(round(value)))
         out[name] = value
     return out

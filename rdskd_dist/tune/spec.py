@@ -22,8 +22,10 @@ from rdskd_dist.methods.registry import method_sweepable
 from rdskd_dist.errors import UserError
 from rdskd_dist.teacher import TeacherConfig
 
-# Options a search space may vary, and whether they are integers: the engine's and every method's own.
-SWEEPABLE: dict[str, bool] = {**ENGINE_SWEEPABLE, **method_sweepable()}
+def sweepable_options() -> dict[str, bool]:
+    """Options a search space may vary, and whether they are integers: the engine's and every method's own
+    (read from the registry each time, so a method added at run time is included)."""
+    return {**ENGINE_SWEEPABLE, **method_sweepable()}
 RUNTIME_FIELDS = {"max_concurrent", "output", "name", "storage"}  # may differ between a sweep and its resumption
 # Options that belong to the sweep rather than to one distillation: the spec sets them per trial.
 TRIAL_OWNED = {"method", "seed", "output", "checkpoint"}
@@ -168,8 +170,9 @@ class SweepSpec(BaseModel):
     @classmethod
     def _sweepable(cls, space: dict[str, Dim]) -> dict[str, Dim]:
         for name, dim in space.items():
-            if name not in SWEEPABLE:
-                raise ValueError(f"{name!r} cannot be swept; sweepable options: {', '.join(sorted(SWEEPABLE))}")
+            if name not in sweepable_options():
+                raise ValueError(f"{name!r} cannot be swept; sweepable options: "
+                                 f"{', '.join(sorted(sweepable_options()))}")
         return space
 
     @field_validator("storage")

@@ -1,0 +1,139 @@
+"""Accuracy per CPU-minute on MNIST: named engine configurations x seeds, end-of-budget accuracy plus a
+time-to-accuracy curve from monitoring evaluations.
+
+    python bench/mnist_fast.py --configs rdskd_fast rdskd_fast_off --seeds 0 1 2
+
+The reported figure is the student's test accuracy at the end of its budget. The curve (student
+test accuracy every `--monitor-every` student steps against training time) is monitoring only:
+nothing is selected by it, and its evaluations are excluded from the training time (they are in
+the wall time). Writes docs/results/<--name>.{json,md}; rewritten after every run, `--resume` skips
+runs already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
+
+from rdskd_dist.config import DistillConfig  # noqa: E402
+from rdskd_dist.data import get_spec, load_split  # noqa: E402
+from rdskd_dist.engine import Distiller, evaluate_accuracy, prepare_teacher, resolve_device, unwrap  # noqa: E402
+
+_FAST = dict(precision="bf16", channels_last=True)
+# The engine's options for short budgets: samples the run already made (memory bank), a pool from the
+# final generator, shifted and mixed student batches relabelled by the teacher, a one-cycle student lr.
+_REUSE = dict(memory_bank=51200, sample_pool=400, student_batch_size=256, augment_shift=3, augment_mixup=1.0,
+              student_lr_schedule="onecycle")
+CONFIGS: dict[str, dict] = {
+    "rdskd_fast": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, **_REUSE, **_FAST),
+    # the same generator and student budget without the new options (pool only, step decay at 80%)
+    "rdskd_fast_off": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, sample_pool=400,
+                           student_batch_size=256, lr_decay_at=[0.8], **_FAST),
+    "rdskd_fast_nobank": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                              **{**_REUSE, "memory_bank": 0}, **_FAST),
+    "rdskd_fast_noaug": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                             **{**_REUSE, "augment_shift": 0, "augment_mixup": 0.0}, **_FAST),
+    "rdskd_long": dict(method="rdskd", generator_steps=800, batch_size=128, student_steps=16000,
+                       **{**_REUSE, "memory_bank": 102400, "sample_pool": 800}, **_FAST),
+    "rdskd_fast_w05": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, generator_width=0.5,
+                           **_REUSE, **_FAST),
+    # the baselines with the same options (their reference generator/student schedules)
+    "dafl_fast": dict(method="dafl", student_steps=1200, batch_size=128, memory_bank=51200, student_batch_size=256,
+                      augment_shift=3, augment_mixup=1.0, **_FAST),
+    "dfad_fast": dict(method="dfad", student_steps=2000, batch_size=128, memory_bank=51200, student_batch_size=256,
+                      augment_shift=3, augment_mixup=1.0, **_FAST),
+    "tiny": dict(method="rdskd", generator_steps=4, batch_size=16, student_steps=20, memory_bank=256, sample_pool=2,
+                 augment_shift=2, augment_mixup=1.0, student_lr_schedule="onecycle"),
+}
+
+
+def run_one(name: str, seed: int, args, test) -> dict:
+    options = CONFIGS[name]
+    cfg = DistillConfig(dataset=args.dataset, data_root=args.data_root, teacher=str(args.teacher), seed=seed,
+                        log_every=args.monitor_every, eval_teacher=False, **options)
+    wall_start = time.perf_counter()
+    teacher, _ = prepare_teacher(cfg)
+    device = resolve_device(cfg.device)
+    engine = Distiller(cfg, teacher, get_spec(cfg.dataset), device)
+    curve: list[tuple[float, int, float]] = []
+
+    def monitor(metrics, _checkpoint) -> None:
+        if engine.s_step and engine.iteration < engine.total_iterations:  # the final evaluation comes below
+            acc = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
+                                    channels_last=cfg.channels_last)
+            curve.append((round(engine.train_time_s, 2), engine.s_step, acc))
+
+    engine.run(monitor)
+    final = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
+                              channels_last=cfg.channels_last)
+    wall = time.perf_counter() - wall_start
+    monitor_s = wall - engine.train_time_s
+    first = {t: next((c[0] for c in curve if c[2] >= t), None) for t in (98.0, 98.5)}
+    print(f"result: {name} seed={seed} student_acc={final:.2f}% train={engine.train_time_s:.0f}s wall={wall:.0f}s "
+          f"t98.0={first[98.0]} t98.5={first[98.5]}", flush=True)
+    return {"config": name, "seed": seed, "student_accuracy": final, "train_time_s": engine.train_time_s,
+            "wall_time_s": wall, "monitoring_s": monitor_s, "time_to_98.0": first[98.0],
+            "time_to_98.5": first[98.5], "curve": curve, "options": options}
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def write(args, runs: list[dict], wall: float) -> None:
+    names = list(dict.fromkeys(r["config"] for r in runs))
+    summary = {n: summarize([r["student_accuracy"] for r in runs if r["config"] == n]) for n in names}
+    rows = ["| config | seeds | student acc. % (mean ± std) | min | train s / run | wall s / run | "
+            "first reached 98.0 / 98.5 (train s, per seed) |", "|---|---|---|---|---|---|---|"]
+    for n in names:
+        mine = [r for r in runs if r["config"] == n]
+        s = summary[n]
+        reach = "; ".join(f"{r['time_to_98.0'] or '-'} / {r['time_to_98.5'] or '-'}" for r in mine)
+        rows.append(f"| {n} | {', '.join(str(r['seed']) for r in mine)} | {s['mean']:.2f} ± {s['std']:.2f} "
+                    f"| {s['min']:.2f} | {statistics.fmean(r['train_time_s'] for r in mine):.0f} "
+                    f"| {statistics.fmean(r['wall_time_s'] for r in mine):.0f} | {reach} |")
+    options = "\n".join(f"- `{n}`: `{json.dumps(CONFIGS[n])}`" for n in names)
+    md = (f"# {args.name}: accuracy per CPU-minute ({args.dataset})\n\nAccuracy on the test split at the end of each "
+          "budget (no checkpoint selection). Train s: the engine's training time; wall s adds teacher loading, "
+          "monitoring evaluations and the final evaluation. The time-to-accuracy columns come from monitoring "
+          "evaluations only.\n\n" + "\n".join(rows) + f"\n\nConfigurations:\n{options}\n")
+    write_results(args.out_dir, args.name, {"settings": {"dataset": args.dataset, "teacher": str(args.teacher)},
+                                            "runs": runs, "summary": summary, "wall_time_s": wall}, md)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default="../shared/datasets/mnist")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--teacher", type=Path, default=Path("runs/teachers/mnist_lenet5.pt"))
+    p.add_argument("--configs", nargs="+", default=["rdskd_fast"], choices=list(CONFIGS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--monitor-every", type=int, default=500, help="loop steps between monitoring evaluations")
+    p.add_argument("--name", default="mnist_fast")
+    p.add_argument("--out-dir", type=Path, default=Path("docs/results"))
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    test = load_split(args.dataset, "test", args.data_root)
+    path = args.out_dir / f"{args.name}.json"
+    runs = json.loads(path.read_text())["runs"] if args.resume and path.exists() else []
+    started = time.perf_counter()
+    for seed in args.seeds:  # seed-major: an interrupted run still has every configuration on the first seeds
+        for name in args.configs:
+            if any(r["config"] == name and r["seed"] == seed for r in runs):
+                continue
+            runs.append(run_one(name, seed, args, test))
+            write(args, runs, time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
