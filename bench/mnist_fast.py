@@ -33,6 +33,11 @@ _FAST = dict(precision="bf16", channels_last=True)
 # final generator, shifted and mixed student batches relabelled by the teacher, a one-cycle student lr.
 _REUSE = dict(memory_bank=51200, sample_pool=400, student_batch_size=256, augment_shift=3, augment_mixup=1.0,
               student_lr_schedule="onecycle")
+_QUALITY = {"rdskd": dict(generator_steps=400, student_steps=3000, sample_pool=200, lr_decay_at=[0.8]),
+            "dafl": dict(student_steps=600), "dfad": dict(student_steps=1000),
+            "dfad_ar_vi": dict(student_steps=1000)}
+# DAFL as this project ran it before the reference reading (generator lr 1e-3, ln, fc1 feature, BN eps 1e-5).
+_DAFL_BEFORE = dict(lr_generator=1e-3, entropy_log="ln", activation_feature="penultimate", generator_inner_bn_eps=1e-5)
 CONFIGS: dict[str, dict] = {
     "rdskd_fast": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, **_REUSE, **_FAST),
     # the same generator and student budget without the new options (pool only, step decay at 80%)
@@ -44,6 +49,11 @@ CONFIGS: dict[str, dict] = {
                              **{**_REUSE, "augment_shift": 0, "augment_mixup": 0.0}, **_FAST),
     "rdskd_long": dict(method="rdskd", generator_steps=800, batch_size=128, student_steps=16000,
                        **{**_REUSE, "memory_bank": 102400, "sample_pool": 800}, **_FAST),
+    # the same sample budget as rdskd_fast in twice the generator steps at half the batch
+    "rdskd_b64": dict(method="rdskd", generator_steps=800, batch_size=64, student_steps=8000,
+                      **{**_REUSE, "sample_pool": 800}, **_FAST),
+    "rdskd_g800": dict(method="rdskd", generator_steps=800, batch_size=128, student_steps=8000,
+                       **{**_REUSE, "memory_bank": 102400}, **_FAST),
     "rdskd_fast_w05": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, generator_width=0.5,
                            **_REUSE, **_FAST),
     # the baselines with the same options (their reference generator/student schedules)
@@ -51,6 +61,16 @@ CONFIGS: dict[str, dict] = {
                       augment_shift=3, augment_mixup=1.0, **_FAST),
     "dfad_fast": dict(method="dfad", student_steps=2000, batch_size=128, memory_bank=51200, student_batch_size=256,
                       augment_shift=3, augment_mixup=1.0, **_FAST),
+    # The faithful-methods comparison at the quality table's budgets (bench/mnist_quality.py, batch 128), with
+    # each reference detail switched back one at a time ("_only_X": everything as before except X).
+    **{f"{m}_q": dict(method=m, batch_size=128, **budget, **_FAST) for m, budget in _QUALITY.items()},
+    "rdskd_q_only_refresh": dict(method="rdskd", batch_size=128, **_QUALITY["rdskd"], generator_inner_bn_eps=1e-5,
+                                 generator_lr_decay_at=[0.8], **_FAST),
+    **{f"dafl_q_only_{fix}": dict(method="dafl", batch_size=128, **_QUALITY["dafl"],
+                                  **{k: v for k, v in _DAFL_BEFORE.items() if k != key}, **_FAST)
+       for fix, key in (("lr", "lr_generator"), ("log10", "entropy_log"), ("trunk", "activation_feature"),
+                        ("eps", "generator_inner_bn_eps"))},
+    "dafl_q_before": dict(method="dafl", batch_size=128, **_QUALITY["dafl"], **_DAFL_BEFORE, **_FAST),
     "tiny": dict(method="rdskd", generator_steps=4, batch_size=16, student_steps=20, memory_bank=256, sample_pool=2,
                  augment_shift=2, augment_mixup=1.0, student_lr_schedule="onecycle"),
 }
