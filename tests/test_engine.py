@@ -58,6 +58,9 @@ def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):
 @pytest.mark.parametrize("method,extra", [
     ("rdskd", {}), ("rdskd", {"sample_pool": 3, "penalty_refresh": "ema"}), ("dafl", {}), ("dfad", {}),
     ("dfad_ar_vi", {}),
+    ("rdskd", {"sample_pool": 2, "memory_bank": 40, "augment_shift": 2, "augment_mixup": 1.0,
+               "student_lr_schedule": "onecycle", "student_batch_size": 12}),
+    ("dfad_ar_vi", {"memory_bank": 20, "augment_shift": 1}),
 ])
 def test_save_restore_continue_is_bit_identical(digits_teacher, tmp_path, method, extra):
     straight, result = _losses(digits_teacher, method, **extra)
@@ -98,11 +101,14 @@ def test_outputs_written_and_student_rebuilds(digits_teacher, tmp_path):
 
 def test_user_module_teacher(digits_teacher):
     teacher, _ = load_teacher(digits_teacher, get_spec("digits"))
-    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1024, 10))  # logits only, no features
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1024, 10))  # logits only
     cfg = DistillConfig(method="rdskd", generator_steps=2, student_steps=2, **TINY)
     assert run_distillation(cfg, teacher=plain).generator_steps == 2
+    # DAFL's activation term takes the input of the last Linear (a hook); without a Linear there is none
+    assert run_distillation(cfg.model_copy(update={"method": "dafl"}), teacher=plain).generator_steps == 2
+    conv_only = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 32), torch.nn.Flatten())
     with pytest.raises(UserError, match="penultimate"):
-        run_distillation(cfg.model_copy(update={"method": "dafl"}), teacher=plain)
+        run_distillation(cfg.model_copy(update={"method": "dafl"}), teacher=conv_only)
 
 
 @pytest.mark.slow

@@ -1,0 +1,54 @@
+"""The memory bank and student-side augmentation (engine options for short budgets)."""
+
+from __future__ import annotations
+
+import torch
+
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.data import get_spec
+from rdskd_dist.engine import Distiller
+from rdskd_dist.engine.augment import SampleStore, random_shift
+from rdskd_dist.models.base import Features
+from rdskd_dist.teachers import load_teacher
+
+
+def test_random_shift_moves_each_sample_within_the_bound():
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, 4, 4] = 1.0
+    out = random_shift(x, 2, torch.Generator().manual_seed(0))
+    ys, xs = torch.nonzero(out[:, 0] == 1.0, as_tuple=True)[1:]
+    assert out.shape == x.shape and out.sum() == 64  # nothing lost: the bright pixel stays inside
+    assert ((ys - 4).abs() <= 2).all() and ((xs - 4).abs() <= 2).all()
+    assert len({(int(a), int(b)) for a, b in zip(ys, xs)}) > 5  # samples move independently
+
+
+def test_sample_store_is_a_ring_buffer_of_samples_and_teacher_outputs():
+    store = SampleStore(capacity=10, keep_features=False)
+    for start in (0, 6, 12):
+        x = torch.arange(start, start + 6, dtype=torch.float32).view(6, 1, 1, 1)
+        store.add(x, Features(x.view(6, 1) * 2, x.view(6, 1), None))
+    x, out = store.contents()
+    assert len(store) == 10 and sorted(x.flatten().tolist()) == list(range(8, 18))  # the oldest 8 were dropped
+    assert torch.equal(out.logits, x.view(10, 1) * 2) and out.penultimate is None
+    xs, outs = store.sample(5, torch.Generator().manual_seed(0))
+    assert torch.equal(outs.logits, xs.view(5, 1) * 2)
+
+
+def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher):
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    cfg = DistillConfig(method="rdskd", generator_steps=3, student_steps=2, batch_size=8, memory_bank=100,
+                        student_batch_size=16, augment_shift=2, augment_mixup=1.0, log_every=100, eval_teacher=False)
+    engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    for _ in range(3):
+        engine.step()
+    assert len(engine.bank) == 24  # three generator batches, kept for free
+    seen = []
+    original = engine.method.student_loss
+    engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
+    engine.step()
+    x, logits = seen[0]
+    assert x.shape[0] == 16  # student batches come from the bank at their own size
+    with torch.no_grad():
+        assert torch.allclose(logits, teacher(x), atol=1e-5)  # shifted and mixed samples are relabelled
+    assert engine._pool[0].shape[0] == 24  # the pool is the bank here (no extra pool batches asked for)
