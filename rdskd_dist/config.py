@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
 Schedule = Literal["two_stage", "joint", "adversarial"]
@@ -31,7 +31,11 @@ class DistillConfig(BaseModel):
     data_root: Optional[Path] = Field(None, description="folder with the dataset files (else $RDSKD_DATA_ROOT)")
     download: bool = Field(False, description="let torchvision download missing dataset files")
     teacher: Optional[str] = Field(None, description="teacher checkpoint file, or a bare state_dict with --teacher-arch")
-    teacher_arch: Optional[str] = Field(None, description="architecture of a bare state_dict teacher")
+    teacher_arch: Optional[str] = Field(None, description="architecture of a bare state_dict teacher: a zoo name, "
+                                                          "torchvision:NAME or some.module:factory")
+    teacher_feature_layer: Optional[str] = Field(
+        None, description="teacher module (a name from model.named_modules()) whose output is the activation "
+                          "regulariser's feature (dfad_ar_vi; default: the input of the teacher's last Linear)")
     teacher_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
                                           description="refuse a teacher file whose SHA-256 differs")
     student: Optional[str] = Field(None, description="student architecture (default: the dataset's reference)")
@@ -112,9 +116,11 @@ class DistillConfig(BaseModel):
 
     @field_validator("student", "teacher_arch")
     @classmethod
-    def _known_classifier(cls, name: Optional[str]) -> Optional[str]:
+    def _known_classifier(cls, name: Optional[str], info: ValidationInfo) -> Optional[str]:
         from rdskd_dist.models import list_models
 
+        if name is not None and info.field_name == "teacher_arch" and ":" in name:
+            return name  # torchvision:NAME or module:factory, checked when the teacher is loaded
         return None if name is None else _known("model", name, list_models("classifier"))
 
     @model_validator(mode="before")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from rdskd_dist.data import DatasetSpec
 from rdskd_dist.errors import UserError
 from rdskd_dist.io import atomic_torch_save, atomic_write_text, safe_torch_load, sha256_file
 from rdskd_dist.models import as_classifier, create_model_from_spec, model_spec
+from rdskd_dist.models.base import LogitsOnly
 
 TEACHER_FORMAT = "rdskd-teacher/1"
 
@@ -38,7 +41,7 @@ def _check_shapes(arch: dict[str, Any], spec: DatasetSpec, source: str) -> None:
 def build_from_state_dict(arch: dict[str, Any], state_dict: Any, source: str) -> nn.Module:
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise UserError(f"teacher {source} is not a state_dict (a mapping of names to tensors)")
-    model = create_model_from_spec(arch)
+    model = build_external(arch["name"], arch) if ":" in arch["name"] else create_model_from_spec(arch)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -52,8 +55,73 @@ def build_from_state_dict(arch: dict[str, Any], state_dict: Any, source: str) ->
     return model
 
 
+def _first_conv_to(model: nn.Module, channels: int) -> None:
+    """Replace the first Conv2d by one taking `channels` input channels (a grey dataset's 1), same otherwise."""
+    for name, conv in model.named_modules():
+        if isinstance(conv, nn.Conv2d):
+            if conv.in_channels != channels:
+                new = nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                conv.dilation, conv.groups if conv.groups == 1 else channels,
+                                conv.bias is not None, conv.padding_mode)
+                parent, _, leaf = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, leaf, new)
+            return
+
+
+def build_external(name: str, arch: dict[str, Any]) -> nn.Module:
+    """A teacher architecture outside the zoo: `torchvision:NAME` or `some.module:factory`.
+
+    torchvision models are built untrained with the dataset's `num_classes`, their first Conv2d adapted
+    to the dataset's channels; a factory is called with `num_classes=` and `in_channels=` where its
+    signature accepts them. Weights always come from a state_dict file loaded weights-only.
+    """
+    where, _, attr = name.partition(":")
+    num_classes, in_channels = arch.get("num_classes"), arch.get("in_channels")
+    if not where or not attr:
+        raise UserError(f"teacher architecture {name!r}: use torchvision:NAME or some.module:callable")
+    if where == "torchvision":
+        try:
+            import torchvision.models as tvm
+        except ImportError:
+            raise UserError(f"teacher architecture {name!r} needs torchvision, which is not installed") from None
+        valid = tvm.list_models(module=tvm)
+        if attr not in valid:
+            raise UserError(f"unknown torchvision model {attr!r}; valid: {', '.join(valid)}")
+        try:
+            model = tvm.get_model(attr, weights=None, num_classes=num_classes)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"teacher architecture {name!r}: {exc}") from None
+        if in_channels is not None:
+            _first_conv_to(model, in_channels)
+        return model
+    try:
+        factory: Any = importlib.import_module(where)
+    except ImportError as exc:
+        raise UserError(f"teacher architecture {name!r}: cannot import module {where!r} ({exc})") from None
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise UserError(f"teacher architecture {name!r}: module {where!r} has no attribute {attr!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise UserError(f"teacher architecture {name!r}: {attr!r} is not callable")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
+              if v is not None and (takes_any or k in params)}
+    try:
+        model = factory(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"teacher architecture {name!r}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"teacher architecture {name!r} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
 def load_teacher(path: str | os.PathLike, spec: DatasetSpec, *, arch: str | None = None,
-                 sha256: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                 sha256: str | None = None, feature_layer: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Returns the frozen teacher in eval mode and its metadata (arch, dataset, accuracy, sha256)."""
     path = Path(path)
     if not path.is_file():
@@ -77,26 +145,46 @@ def load_teacher(path: str | os.PathLike, spec: DatasetSpec, *, arch: str | None
         state_dict, meta = obj, {"test_accuracy": None, "dataset": None}
     _check_shapes(arch_spec, spec, str(path))
     model = build_from_state_dict(arch_spec, state_dict, str(path))
-    return freeze(model), {**meta, "arch": arch_spec, "sha256": digest, "path": str(path)}
+    model = freeze(model, spec, feature_layer, source=f"teacher {path}")
+    return model, {**meta, "arch": arch_spec, "sha256": digest, "path": str(path)}
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    model = as_classifier(model).eval()
+def freeze(model: nn.Module, spec: DatasetSpec | None = None, feature_layer: str | None = None,
+           source: str = "teacher") -> nn.Module:
+    """The teacher in eval mode without gradients. With the dataset's spec: its logits are checked on zeros of
+    the dataset's shape, and a plain module (hooked features, `LogitsOnly`) is probed once so that methods can
+    size connectors to its feature widths."""
+    model = as_classifier(model, feature_layer).eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    if spec is not None:
+        _check_classes(model, spec, source)
+        if isinstance(model, LogitsOnly):
+            model.probe(spec.channels, spec.image_size)
     return model
 
 
-def teacher_from_module(module: nn.Module, spec: DatasetSpec) -> tuple[nn.Module, dict[str, Any]]:
-    """Bring your own teacher from Python: any nn.Module returning logits for the dataset's inputs."""
-    with torch.no_grad():
-        was_training = module.training
-        out = module.eval()(torch.zeros(2, spec.channels, spec.image_size, spec.image_size,
-                                        device=next(module.parameters()).device))
-        module.train(was_training)
+def _check_classes(model: nn.Module, spec: DatasetSpec, source: str) -> None:
+    param = next(model.parameters(), None)
+    shape = (2, spec.channels, spec.image_size, spec.image_size)
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(shape, device=param.device if param is not None else None))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise UserError(f"{source} fails on {spec.channels}x{spec.image_size}x{spec.image_size} inputs of dataset "
+                        f"{spec.name}: {exc}") from None
     logits = out.logits if hasattr(out, "logits") else out
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise UserError(f"{source} does not return logits of shape (batch, classes) for "
+                        f"{spec.channels}x{spec.image_size}x{spec.image_size} inputs")
     if logits.shape[-1] != spec.num_classes:
-        raise UserError(f"teacher module outputs {logits.shape[-1]} classes but dataset {spec.name} has {spec.num_classes}")
-    arch = getattr(module, "spec", {"name": type(module).__name__})
-    return freeze(module), {"test_accuracy": None, "dataset": None, "arch": arch, "sha256": None, "path": None}
+        raise UserError(f"{source} outputs {logits.shape[-1]} classes but dataset {spec.name} has {spec.num_classes}")
 
+
+def teacher_from_module(module: nn.Module, spec: DatasetSpec,
+                        feature_layer: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Bring your own teacher from Python: any nn.Module returning logits for the dataset's inputs."""
+    inner = module.module if isinstance(module, LogitsOnly) else module
+    arch = getattr(inner, "spec", {"name": type(inner).__name__})
+    model = freeze(module, spec, feature_layer, source="teacher module")
+    return model, {"test_accuracy": None, "dataset": None, "arch": arch, "sha256": None, "path": None}

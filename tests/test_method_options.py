@@ -157,6 +157,7 @@ def test_dafl_activation_term_uses_the_trunk_feature_by_default(digits_teacher):
     with pytest.raises(UserError, match="penultimate"):
         from rdskd_dist.models.base import LogitsOnly
 
-        plain = LogitsOnly(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1024, 10)))
+        # any module gets the input of its last nn.Linear as `penultimate`; one without a Linear has none
+        plain = LogitsOnly(torch.nn.Sequential(torch.nn.Conv2d(1, 10, 32), torch.nn.Flatten()))
         Distiller(DistillConfig(method="dafl", batch_size=4, student_steps=1), plain, get_spec("digits"),
                   torch.device("cpu")).generator_step()

@@ -76,8 +76,9 @@ import torch
 from rdskd_dist.adapters.ray_connect import connect_ray
 from rdskd_dist.adapters.scale import ScaleConfig
 from rdskd_dist.config import DistillConfig
+from rdskd_dist.engine.health import flat_health, health_from_flat
 from rdskd_dist.engine.loop import DistillResult, Distiller, to_device, unwrap
-from rdskd_dist.engine.run import finish, prepare_teacher, write_outputs
+from rdskd_dist.engine.run import finish, note_teacher, prepare_teacher, write_outputs
 from rdskd_dist.errors import NonFiniteLossError, UserError, one_line
 from rdskd_dist.io import atomic_write_json, safe_torch_load
 
@@ -250,6 +251,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     teacher, teacher_meta = prepare_teacher(cfg)
     engine = Distiller(cfg, teacher, spec, device, rank=rank, world_size=world_size,
                        wrap=_make_wrap(device, world_size, config.get("sync_batchnorm", False)))
+    if rank == 0:
+        note_teacher(teacher)
 
     history: list[dict[str, Any]] = []
     checkpoint = ray.train.get_checkpoint()
@@ -286,7 +289,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     _sync_buffers(engine.student, world_size)
     result = finish(engine, teacher_meta, test_data, wall_start)
-    final_metrics = {**result.to_dict(), "done": 1}
+    # health as scalar `health/...` metrics (its class histogram travels in result.json)
+    final_metrics = {**{k: v for k, v in result.to_dict().items() if k != "health"}, **flat_health(result.health),
+                     "done": 1}
     state = _gather_rank_state(engine, engine.state_dict(), world_size)
     if rank != 0:
         ray.train.report(final_metrics, checkpoint=None)
@@ -397,7 +402,8 @@ def init_ray(num_cpus: Optional[int] = None, include_dashboard: bool = True, add
 
 def result_from_metrics(metrics: dict[str, Any]) -> DistillResult:
     fields = DistillResult.__dataclass_fields__
-    return DistillResult(**{k: metrics[k] for k in fields})
+    return DistillResult(**{k: metrics[k] for k in fields if k in metrics and k != "health"},
+                         health=health_from_flat(metrics))
 
 
 def train_on_ray(cfg: DistillConfig, scale: ScaleConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -90,13 +90,16 @@ class DistillResult:
     samples_per_s: float
     world_size: int
     device: str
+    health: dict[str, Any] = field(default_factory=dict)  # engine/health.py: fresh generated samples, no test data
 
     def line(self) -> str:
         teacher = "n/a" if self.teacher_accuracy is None else f"{self.teacher_accuracy:.2f}%"
         return (f"result: method={self.method} dataset={self.dataset} teacher_acc={teacher} "
                 f"student_acc={self.student_accuracy:.2f}% student={self.student_arch} "
                 f"steps=G{self.generator_steps}/S{self.student_steps} wall={self.wall_time_s:.1f}s "
-                f"samples/s={self.samples_per_s:.0f} workers={self.world_size} device={self.device}")
+                f"samples/s={self.samples_per_s:.0f} workers={self.world_size} device={self.device}"
+                + (f" agree={self.health['agreement']:.1f}% eff_classes={self.health['effective_classes']:.1f}"
+                   if "agreement" in self.health and "effective_classes" in self.health else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -12,10 +13,11 @@ import torch.nn as nn
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import get_spec, load_split
 from rdskd_dist.engine.evaluate import evaluate_accuracy
+from rdskd_dist.engine.health import generation_health, warn_if_collapsed
 from rdskd_dist.engine.loop import DistillResult, Distiller, ReportCallback, unwrap
 from rdskd_dist.errors import UserError
 from rdskd_dist.io import atomic_torch_save, atomic_write_json, safe_torch_load
-from rdskd_dist.models import model_spec
+from rdskd_dist.models import LogitsOnly, model_spec
 from rdskd_dist.teachers import load_teacher, teacher_from_module
 
 
@@ -35,10 +37,20 @@ def prepare_teacher(cfg: DistillConfig, teacher: nn.Module | None = None) -> tup
     """The frozen teacher and its metadata, from `cfg.teacher` or a module passed from Python."""
     spec = get_spec(cfg.dataset)
     if teacher is not None:
-        return teacher_from_module(teacher, spec)
+        return teacher_from_module(teacher, spec, cfg.teacher_feature_layer)
     if not cfg.teacher:
         raise UserError("no teacher given: pass --teacher PATH (train one with python -m rdskd_dist.teacher)")
-    return load_teacher(cfg.teacher, spec, arch=cfg.teacher_arch, sha256=cfg.teacher_sha256)
+    return load_teacher(cfg.teacher, spec, arch=cfg.teacher_arch, sha256=cfg.teacher_sha256,
+                        feature_layer=cfg.teacher_feature_layer)
+
+
+def note_teacher(teacher: nn.Module) -> None:
+    """One note line on stderr at the start of training about what a teacher from outside the zoo (any
+    nn.Module, torchvision:NAME, module:factory) cannot give the methods. Zoo teachers are known quantities
+    (LeNet-5 has no BN by design) and stay quiet; w_bn > 0 with any BN-less teacher is refused anyway."""
+    if isinstance(teacher, LogitsOnly) and not teacher.bn_layers():
+        print("note: teacher has no BatchNorm layers: the BN-statistics term (w_bn) is unavailable",
+              file=sys.stderr, flush=True)
 
 
 def save_student(model: nn.Module, path: Path, extra: dict[str, Any]) -> None:
@@ -59,12 +71,15 @@ def finish(engine: Distiller, teacher_meta: dict[str, Any], test_data, wall_star
         teacher_acc = evaluate_accuracy(engine.teacher, test_data, engine.device, **kwargs)
     # samples/s counts every sample a training step consumed, generator and student steps alike
     samples = (engine.g_step + engine.s_step) * cfg.batch_size * engine.world_size
+    health = generation_health(engine)
+    if engine.rank == 0:
+        warn_if_collapsed(health)
     return DistillResult(
         method=cfg.method, dataset=cfg.dataset, student_arch=cfg.student, teacher_accuracy=teacher_acc,
         student_accuracy=student_acc, iterations=engine.iteration, generator_steps=engine.g_step,
         student_steps=engine.s_step, train_time_s=engine.train_time_s, wall_time_s=time.perf_counter() - wall_start,
         samples_per_s=samples / max(engine.train_time_s, 1e-9), world_size=engine.world_size,
-        device=str(engine.device.type))
+        device=str(engine.device.type), health=health)
 
 
 def run_distillation(cfg: DistillConfig, teacher: nn.Module | None = None,
@@ -78,6 +93,7 @@ def run_distillation(cfg: DistillConfig, teacher: nn.Module | None = None,
     engine = Distiller(cfg, teacher_module, spec, device)
     if cfg.checkpoint is not None and cfg.checkpoint.exists():
         engine.load_state_dict(safe_torch_load(cfg.checkpoint, "checkpoint"))
+    note_teacher(engine.teacher)  # once the run is set up: a refused config stays a one-line error
 
     def report(metrics: dict[str, float], checkpoint: dict[str, Any] | None) -> None:
         if checkpoint is not None and cfg.checkpoint is not None:

@@ -57,7 +57,8 @@ class DAFL(Method):
         if cfg.w_a > 0:
             feature = teacher_out.trunk if opts.activation_feature == "trunk" else teacher_out.penultimate
             if feature is None:
-                raise UserError("DAFL's activation term (w_a > 0) needs a teacher that exposes penultimate features "
+                raise UserError("DAFL's activation term (w_a > 0) needs the teacher's penultimate feature (the input "
+                                "of its last nn.Linear), and this teacher calls no nn.Linear; set --w-a 0 "
                                 f"(activation_feature={opts.activation_feature})")
             terms["a"] = activation_loss(feature)
             total = total + cfg.w_a * terms["a"]

@@ -107,6 +107,15 @@ def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
         v = _number(result.get(key))
         if v is not None:
             out[name] = v
+    health = result.get("health")
+    if isinstance(health, Mapping):  # engine/health.py: scalars as health/<name> (the histogram is in result.json)
+        for key, value in health.items():
+            v = _number(value)
+            if v is not None:
+                out[f"health/{key}"] = v
+    for key, value in result.items():  # a Ray Train result carries them flat already
+        if key.startswith("health/") and _number(value) is not None:
+            out[key] = _number(value)
     return out
 
 

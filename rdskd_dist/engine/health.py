@@ -1,0 +1,119 @@
+"""Distillation health without test data: what the teacher and the student make of fresh generated samples.
+
+A data-free run can look fine by its losses while the generator has collapsed onto a few classes
+(the student then never sees the others). After training, `generation_health` draws a few batches
+from the generator in eval mode with noise of its own (a held-out seed, so the numbers do not
+depend on where the training noise stream stopped) and reports:
+
+- `class_histogram`: how many samples the teacher assigns to each class (argmax);
+- `top_class_fraction`: the largest share of one class;
+- `effective_classes`: exp(entropy of the histogram): the number of equally used classes that would
+  give the same entropy (num_classes when balanced, 1 when every sample is one class);
+- `mean_confidence`: the teacher's mean max-softmax probability;
+- `agreement`: student-teacher top-1 agreement in percent;
+- `collapsed`: one class holds more than half the samples, or fewer than half the classes are in effect.
+
+With several workers each rank scores its own samples and the counts are summed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from rdskd_dist.engine.evaluate import autocast
+
+HEALTH_BATCHES = 8
+HEALTH_MAX_BATCH = 256
+_SEED_OFFSET = 104_729  # held-out noise: never the training stream (seed * 1000 + rank) nor the pool's (+7919)
+SCALAR_KEYS = ("samples", "agreement", "effective_classes", "top_class_fraction", "mean_confidence", "collapsed")
+
+
+@torch.no_grad()
+def generation_health(engine: Any, batches: int = HEALTH_BATCHES) -> dict[str, Any]:
+    """Health numbers of a Distiller's generator, teacher and student on fresh samples (see the module doc)."""
+    from rdskd_dist.engine.loop import unwrap  # the engine imports nothing from here
+
+    cfg, device = engine.cfg, engine.device
+    generator, student, teacher = unwrap(engine.generator), unwrap(engine.student), engine.teacher
+    modes = (generator.training, student.training)
+    generator.eval()
+    student.eval()
+    noise = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + engine.rank + _SEED_OFFSET)
+    num_classes = engine.spec.num_classes
+    histogram = torch.zeros(num_classes, dtype=torch.float64, device=device)
+    agree = torch.zeros((), dtype=torch.float64, device=device)
+    confidence = torch.zeros((), dtype=torch.float64, device=device)
+    batch = min(cfg.batch_size, HEALTH_MAX_BATCH)
+    try:
+        for _ in range(batches):
+            z = torch.randn(batch, cfg.latent_dim, device=device, generator=noise)
+            with autocast(device, cfg.precision):
+                x = generator(z)
+                t_logits = teacher(x)
+                s_logits = student(x)
+            t_pred = t_logits.argmax(dim=1)
+            histogram += torch.bincount(t_pred, minlength=num_classes).to(histogram.dtype)
+            agree += (s_logits.argmax(dim=1) == t_pred).sum()
+            confidence += t_logits.float().softmax(dim=1).amax(dim=1).sum()
+    finally:
+        generator.train(modes[0])
+        student.train(modes[1])
+    totals = torch.cat([histogram, agree.view(1), confidence.view(1)])
+    if engine.world_size > 1 and dist.is_initialized():
+        dist.all_reduce(totals)
+    counts = totals[:num_classes].tolist()
+    return summarize(counts, agree=totals[num_classes].item(), confidence=totals[num_classes + 1].item())
+
+
+def summarize(counts: list[float], agree: float, confidence: float) -> dict[str, Any]:
+    n = sum(counts)
+    p = [c / n for c in counts if c > 0] if n else []
+    effective = math.exp(-sum(q * math.log(q) for q in p)) if p else 0.0
+    top = max(counts) / n if n else 0.0
+    return {
+        "samples": int(n),
+        "agreement": 100.0 * agree / max(n, 1),
+        "effective_classes": effective,
+        "top_class_fraction": top,
+        "mean_confidence": confidence / max(n, 1),
+        "class_histogram": [int(c) for c in counts],
+        "collapsed": bool(n) and (top > 0.5 or effective < len(counts) / 2),
+    }
+
+
+def warn_if_collapsed(health: dict[str, Any]) -> bool:
+    """One warning line on stderr when the generated samples collapsed; True if so."""
+    if not health.get("collapsed"):
+        return False
+    hist = health["class_histogram"]
+    top_class = max(range(len(hist)), key=hist.__getitem__)
+    print(f"warning: generated samples collapsed: class {top_class} holds {100 * health['top_class_fraction']:.0f}% "
+          f"of {health['samples']} fresh samples, {health['effective_classes']:.1f} effective classes of "
+          f"{len(hist)} (the student learns little about the others; try other loss weights, a longer generator "
+          f"stage or another seed)", file=sys.stderr, flush=True)
+    return True
+
+
+def flat_health(health: dict[str, Any]) -> dict[str, float]:
+    """The scalar health numbers as `health/<name>` metrics (Ray reports, MLflow)."""
+    out = {}
+    for key in SCALAR_KEYS:
+        value = health.get(key)
+        if isinstance(value, (bool, int, float)):
+            out[f"health/{key}"] = float(value)
+    return out
+
+
+def health_from_flat(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `flat_health` (without the histogram, which result.json keeps)."""
+    health: dict[str, Any] = {k[len("health/"):]: v for k, v in metrics.items() if k.startswith("health/")}
+    if "collapsed" in health:
+        health["collapsed"] = bool(health["collapsed"])
+    if "samples" in health:
+        health["samples"] = int(health["samples"])
+    return health

@@ -1,0 +1,187 @@
+"""Any teacher: plain nn.Modules get every method (hooked features), teachers by torchvision or factory name,
+and the health report on fresh generated samples (no test data)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.data import get_spec
+from rdskd_dist.engine import run_distillation
+from rdskd_dist.engine.health import summarize
+from rdskd_dist.errors import UserError
+from rdskd_dist.teachers import load_teacher
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(dataset="digits", generator_steps=2, student_steps=2, student_steps_per_generator_step=1, batch_size=8,
+            log_every=1, eval_teacher=False, device="cpu")
+
+
+class PlainCNN(nn.Module):
+    """No zoo, no BatchNorm: GroupNorm, global average pooling and one Linear head."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU(),
+                                  nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.GroupNorm(4, 16), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.head(self.pool(self.body(x)).flatten(1))
+
+
+def plain_teacher() -> nn.Module:
+    torch.manual_seed(0)
+    return PlainCNN()
+
+
+def _run(teacher, **extra):
+    reports = []
+    result = run_distillation(DistillConfig(**{**TINY, **extra}), teacher=teacher,
+                              on_report=lambda m, _c: reports.append(m))
+    return result, {k for r in reports for k in r}
+
+
+@pytest.mark.parametrize("method,needs", [
+    ("rdskd", {"g/oh", "g/ie", "g/ds"}),
+    ("dafl", {"g/a"}),  # the activation term on the hooked penultimate feature
+    ("dfad", {"g/adv"}),
+    ("dfad_ar_vi", {"s/ar", "s/vi"}),  # the activation regulariser on the penultimate feature by default
+])
+def test_plain_module_gets_every_method(method, needs, capsys):
+    result, keys = _run(plain_teacher(), method=method)
+    assert needs <= keys
+    assert result.health["samples"] == 8 * 8 and sum(result.health["class_histogram"]) == 64
+    err = capsys.readouterr().err
+    assert "note: teacher has no BatchNorm layers: the BN-statistics term (w_bn) is unavailable" in err
+
+
+def test_hooked_features_and_shapes():
+    from rdskd_dist.teachers import teacher_from_module
+
+    teacher, _ = teacher_from_module(plain_teacher(), get_spec("digits"), "body.4")
+    assert (teacher.penultimate_dim, teacher.preact_shape, teacher.preact_spatial) == (16, (16, 16, 16), True)
+    out = teacher(torch.zeros(3, 1, 32, 32), features=True)
+    assert out.logits.shape == (3, 10) and out.penultimate.shape == (3, 16) and out.trunk.shape == (3, 16)
+    assert out.preact.shape == (3, 16, 16, 16)
+    assert not teacher.module._forward_hooks and not teacher.module.head._forward_pre_hooks  # hooks removed
+
+
+def test_named_feature_layer(capsys):
+    """A spatial GroupNorm output as the AR feature: the student's vector is mapped to its 16 channels."""
+    result, keys = _run(plain_teacher(), method="dfad_ar_vi", teacher_feature_layer="body.4")
+    assert "s/ar" in keys and result.student_steps == 2
+
+
+def test_wrong_layer_name_lists_valid_names():
+    with pytest.raises(UserError) as info:
+        _run(plain_teacher(), method="dfad_ar_vi", teacher_feature_layer="body.9")
+    message = str(info.value)
+    assert "\n" not in message and "'body.9'" in message
+    assert "valid: body.0, body.1, body.2, body.3, body.4, body.5, pool, head" in message
+
+
+def test_no_linear_needs_a_named_layer():
+    torch.manual_seed(0)
+    conv_only = nn.Sequential(nn.Conv2d(1, 10, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(UserError, match="--teacher-feature-layer .candidates: 0, 1, 2, 3"):
+        _run(conv_only, method="dfad_ar_vi")
+    result, keys = _run(conv_only, method="dfad_ar_vi", teacher_feature_layer="1")
+    assert "s/ar" in keys
+
+
+def test_torchvision_teacher_by_name_through_the_cli(tmp_path):
+    """A bare state_dict of a grey-input torchvision resnet18, loaded with --teacher-arch torchvision:resnet18."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    model.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    path = tmp_path / "resnet18_digits.pt"
+    torch.save(model.state_dict(), path)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdskd_dist.train", "--dataset", "digits", "--teacher", str(path),
+         "--teacher-arch", "torchvision:resnet18", "--method", "dfad_ar_vi", "--teacher-feature-layer", "layer4",
+         "--w-bn", "0.1", "--generator-steps", "2", "--student-steps", "2", "--student-steps-per-generator-step", "1",
+         "--batch-size", "8", "--no-eval-teacher", "--device", "cpu", "--output", str(out), "--no-tracking"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "note: teacher has no BatchNorm" not in proc.stderr  # resnet18 has BN: the w_bn term runs
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("result:")][-1]
+    assert " agree=" in line and " eff_classes=" in line
+    result = json.loads((out / "result.json").read_text())
+    assert result["teacher"]["arch"]["name"] == "torchvision:resnet18"
+    assert result["config"]["teacher_feature_layer"] == "layer4"
+    assert set(result["health"]) >= {"agreement", "effective_classes", "class_histogram", "mean_confidence"}
+
+
+def test_teacher_by_factory_and_bad_names(tmp_path, monkeypatch):
+    (tmp_path / "my_teachers.py").write_text(
+        "import torch.nn as nn\n"
+        "def small(num_classes, in_channels=3):\n"
+        "    return nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                         nn.Linear(4, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_teachers
+
+    path = tmp_path / "small.pt"
+    torch.save(my_teachers.small(num_classes=10, in_channels=1).state_dict(), path)
+    spec = get_spec("digits")
+    teacher, meta = load_teacher(path, spec, arch="my_teachers:small")
+    assert meta["arch"]["name"] == "my_teachers:small" and teacher.penultimate_dim == 4
+    for arch, message in [("torchvision:resnet9000", "unknown torchvision model 'resnet9000'"),
+                          ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
+                          ("my_teachers:nothing", "has no attribute 'nothing'")]:
+        with pytest.raises(UserError, match=message):
+            load_teacher(path, spec, arch=arch)
+    with pytest.raises(ValueError, match="unknown model"):  # names without ':' are still zoo names
+        DistillConfig(teacher_arch="resnet9000")
+
+
+def test_health_flags_a_collapsed_run(capsys):
+    teacher = plain_teacher()
+    with torch.no_grad():
+        teacher.head.bias.zero_()
+        teacher.head.bias[3] = 50.0  # every sample is class 3
+    result, _ = _run(teacher, method="rdskd")
+    health = result.health
+    assert health["collapsed"] and health["top_class_fraction"] == 1.0 and health["class_histogram"][3] == 64
+    assert health["effective_classes"] == pytest.approx(1.0)
+    err = capsys.readouterr().err
+    assert "warning: generated samples collapsed: class 3 holds 100% of 64 fresh samples" in err
+    assert "eff_classes=1.0" in result.line()
+
+
+def test_health_is_quiet_on_a_healthy_run(digits_teacher, tmp_path, capsys):
+    cfg = DistillConfig(dataset="digits", teacher=str(digits_teacher), method="rdskd", generator_steps=20,
+                        student_steps=4, batch_size=32, log_every=10, eval_teacher=False, device="cpu",
+                        output=tmp_path)
+    result = run_distillation(cfg)
+    assert not result.health["collapsed"] and result.health["effective_classes"] > 5
+    assert 0.0 <= result.health["agreement"] <= 100.0 and 0.1 < result.health["mean_confidence"] <= 1.0
+    assert "warning: generated samples collapsed" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "result.json").read_text())["health"] == result.health
+
+
+def test_health_numbers_and_metrics():
+    from rdskd_dist.engine.health import flat_health, health_from_flat
+    from rdskd_dist.tracking.names import final_metrics
+
+    balanced = summarize([10] * 10, agree=50, confidence=80.0)
+    assert balanced["effective_classes"] == pytest.approx(10.0) and not balanced["collapsed"]
+    assert balanced["agreement"] == 50.0 and balanced["mean_confidence"] == 0.8
+    assert summarize([60, 40] + [0] * 8, agree=0, confidence=0)["collapsed"]  # over half in one class
+    assert summarize([25, 25, 25, 25] + [0] * 6, agree=0, confidence=0)["collapsed"]  # 4 of 10 classes in effect
+    metrics = final_metrics({"student_accuracy": 90.0, "health": balanced})
+    assert metrics["health/effective_classes"] == pytest.approx(10.0) and metrics["health/collapsed"] == 0.0
+    assert "health/class_histogram" not in metrics
+    flat = flat_health(balanced)
+    assert health_from_flat(flat) == {k: v for k, v in balanced.items() if k != "class_histogram"}
+    assert final_metrics(flat)["health/agreement"] == 50.0  # a Ray Train result carries them flat
