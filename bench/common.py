@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rdskd_dist.io import atomic_write_json, atomic_write_text
+from rdskd_dist.files import atomic_write_json, atomic_write_text
 
 
 def hardware() -> dict[str, Any]:

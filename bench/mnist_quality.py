@@ -25,7 +25,7 @@ from common import write_results  # noqa: E402
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import load_split  # noqa: E402
 from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
-from rdskd_dist.io import sha256_file  # noqa: E402
+from rdskd_dist.files import sha256_file  # noqa: E402
 from rdskd_dist.methods.losses import kd_kl_loss  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
 from rdskd_dist.teacher import TeacherConfig, train_teacher  # noqa: E402

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from rdskd_dist.errors import UserError
+from rdskd_dist.files import local_path
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -67,12 +68,9 @@ def check_writable_file(path: str | os.PathLike, what: str = "file") -> Path:
 def check_local_storage(storage: Optional[str], default: str, what: str = "storage folder") -> None:
     """A local storage folder (a path, or `file://`) checked writable; other URIs (s3://, gs://) are left
     to their own filesystem's check."""
-    value = storage or default
-    if value.startswith("file://"):
-        value = value[len("file://"):]
-    elif "://" in value:
-        return
-    check_writable_folder(value, what)
+    folder = local_path(storage or default)
+    if folder is not None:
+        check_writable_folder(folder, what)
 
 
 __all__ = ["check_writable_folder", "check_writable_file", "check_local_storage"]

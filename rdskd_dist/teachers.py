@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from rdskd_dist.data import DatasetSpec
 from rdskd_dist.errors import UserError
-from rdskd_dist.io import atomic_torch_save, atomic_write_text, safe_torch_load, sha256_file
+from rdskd_dist.files import atomic_torch_save, atomic_write_text, safe_torch_load, sha256_file
 from rdskd_dist.models import as_classifier, create_model_from_spec, model_spec
 from rdskd_dist.models.base import LogitsOnly
 

@@ -177,7 +177,7 @@ def sweep(server, teacher, tmp_path_factory):
 
 
 def test_sweep_is_one_parent_run_with_one_child_per_trial(sweep, teacher):
-    from rdskd_dist.io import sha256_file
+    from rdskd_dist.files import sha256_file
 
     assert len(sweep["parents"]) == 1
     parent = sweep["parents"][0]
@@ -360,7 +360,7 @@ def test_metric_names_are_valid_and_readable():
 # ---------------------------------------------------------------- teachers, train runs, registry safety
 
 def test_teacher_registry_and_train_run_from_models_uri(server, teacher, tmp_path):
-    from rdskd_dist.io import sha256_file
+    from rdskd_dist.files import sha256_file
     from rdskd_dist.tracking import register_teacher, resolve_teacher_uri
 
     uri = register_teacher(teacher, "digits", "lenet5", tracking_uri=server)

@@ -34,7 +34,7 @@ from rdskd_dist.adapters.ray_train import (
 )
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.engine import run_distillation
-from rdskd_dist.io import safe_torch_load
+from rdskd_dist.files import safe_torch_load
 from rdskd_dist.train import TrainJobConfig, main as train_main
 
 ray = pytest.importorskip("ray")

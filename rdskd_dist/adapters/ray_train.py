@@ -38,7 +38,7 @@ Outputs
     At the end every rank evaluates its shard of the test split (all-reduced by the engine),
     rank 0 writes `student.pt`, `result.json`, `engine.pt` and `history.json` into the final
     checkpoint and copies `student.pt` and `result.json` into the run folder
-    `<storage>/<run_name>/` (pyarrow.fs, so any URI works), and every rank makes a last
+    `<storage>/<run_name>/` (rdskd_dist/files.py: any pyarrow URI works), and every rank makes a last
     `ray.train.report({**result, "done": 1}, checkpoint=...)`: `Result.metrics` of the fit holds
     `student_accuracy`, `teacher_accuracy`, ... (Ray Train V2 keeps the metrics of reports that
     carry a checkpoint).
@@ -80,7 +80,8 @@ from rdskd_dist.engine.health import flat_health, health_from_flat
 from rdskd_dist.engine.loop import DistillResult, Distiller, to_device, unwrap
 from rdskd_dist.engine.run import finish, note_teacher, prepare_teacher, write_outputs
 from rdskd_dist.errors import NonFiniteLossError, UserError, one_line
-from rdskd_dist.io import atomic_write_json, safe_torch_load
+from rdskd_dist.files import (atomic_copy, atomic_write_json, is_uri, join, open_filesystem, path_kind, put_bytes,
+                              put_file, read_json, safe_torch_load)
 
 if TYPE_CHECKING:  # ray is imported lazily: `--workers 0` runs never pay for it
     from ray.train.torch import TorchTrainer
@@ -96,51 +97,31 @@ QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARN
 
 def resolve_storage(storage: Optional[str]) -> str:
     """A URI as given, or an absolute local path (default ./runs): workers may run in another cwd."""
-    if storage and "://" in storage:
+    if storage and is_uri(storage):
         return storage
     return str(Path(storage or "runs").expanduser().resolve())
 
 
-def _filesystem(storage: str):
-    import pyarrow.fs as pafs
-
-    if "://" in storage:
-        return pafs.FileSystem.from_uri(storage)
-    return pafs.LocalFileSystem(), storage
-
-
 def _run_dir(storage: str, run_name: str) -> tuple[Any, str]:
-    fs, root = _filesystem(storage)
-    return fs, f"{root.rstrip('/')}/{run_name}"
+    fs, root = open_filesystem(storage)
+    return fs, join(root, run_name)
 
 
 def _put_files(src_dir: Path, names: Iterable[str], storage: str, run_name: str) -> None:
-    """Copy files into `<storage>/<run_name>/`: atomically on a local disk, via pyarrow.fs elsewhere."""
-    import pyarrow.fs as pafs
-
+    """Copy files into `<storage>/<run_name>/` (a reader never sees a half-written file)."""
     fs, run_dir = _run_dir(storage, run_name)
     fs.create_dir(run_dir, recursive=True)
     for name in names:
-        if isinstance(fs, pafs.LocalFileSystem):
-            tmp = Path(run_dir) / f".{name}.{secrets.token_hex(4)}.tmp"
-            tmp.write_bytes((src_dir / name).read_bytes())
-            os.replace(tmp, Path(run_dir) / name)
-        else:
-            with fs.open_output_stream(f"{run_dir}/{name}") as out:
-                out.write((src_dir / name).read_bytes())
+        put_file(src_dir / name, fs, join(run_dir, name))
 
 
 def _claim_marker(storage: str, run_name: str) -> bool:
     """Create the crash marker of a run; False if it already exists (the crash already fired)."""
-    import pyarrow.fs as pafs
-
     fs, run_dir = _run_dir(storage, run_name)
-    path = f"{run_dir}/{CRASH_MARKER}"
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+    path = join(run_dir, CRASH_MARKER)
+    if path_kind(fs, path) is not None:
         return False
-    fs.create_dir(run_dir, recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(b"crash injected by RDSKD_CRASH_AT_STEP\n")
+    put_bytes(b"crash injected by RDSKD_CRASH_AT_STEP\n", fs, path)
     return True
 
 
@@ -261,7 +242,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             _restore(engine, safe_torch_load(Path(folder) / ENGINE_FILE, "checkpoint"), rank)
             history_path = Path(folder) / HISTORY_FILE
             if history_path.is_file():
-                history = json.loads(history_path.read_text())
+                history = read_json(history_path)
 
     crash_at = config.get("crash_at_step")
     crash_rank = 1 if world_size > 1 else 0
@@ -432,12 +413,7 @@ def train_on_ray(cfg: DistillConfig, scale: ScaleConfig, callbacks: Sequence[Any
     if cfg.output is not None and result.checkpoint is not None:
         with result.checkpoint.as_directory() as folder:
             for file in OUTPUT_FILES:
-                data = (Path(folder) / file).read_bytes()
-                out = cfg.output / file
-                out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = out.with_name(f".{file}.{secrets.token_hex(4)}.tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, out)
+                atomic_copy(Path(folder) / file, cfg.output / file)
     metrics["path"] = result.path
     metrics["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     return metrics

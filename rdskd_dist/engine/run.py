@@ -16,7 +16,7 @@ from rdskd_dist.engine.evaluate import evaluate_accuracy
 from rdskd_dist.engine.health import generation_health, warn_if_collapsed
 from rdskd_dist.engine.loop import DistillResult, Distiller, ReportCallback, unwrap
 from rdskd_dist.errors import UserError
-from rdskd_dist.io import atomic_torch_save, atomic_write_json, safe_torch_load
+from rdskd_dist.files import atomic_torch_save, atomic_write_json, safe_torch_load
 from rdskd_dist.models import LogitsOnly, model_spec
 from rdskd_dist.teachers import load_teacher, teacher_from_module
 

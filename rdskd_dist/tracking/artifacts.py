@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from rdskd_dist.errors import UserError
-from rdskd_dist.io import atomic_torch_save, safe_torch_load
+from rdskd_dist.files import atomic_torch_save, safe_torch_load
 
 GENERATOR_FORMAT = "rdskd-generator/1"
 STUDENT_FORMAT = "rdskd-student/1"

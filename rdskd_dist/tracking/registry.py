@@ -118,7 +118,7 @@ def register_teacher(path: str | os.PathLike, dataset: Optional[str] = None, arc
     `models:/NAME@ALIAS` URI.
     """
     from rdskd_dist.data import get_spec
-    from rdskd_dist.io import safe_torch_load, sha256_file
+    from rdskd_dist.files import safe_torch_load, sha256_file
     from rdskd_dist.teachers import TEACHER_FORMAT, load_teacher
 
     path = Path(path).expanduser().resolve()
@@ -187,7 +187,7 @@ def resolve_teacher_uri(uri: str, tracking_uri: Optional[str] = None,
     Downloads the version's artifact and checks its SHA-256 against the version's tag; the file is
     later loaded weights-only like any teacher checkpoint.
     """
-    from rdskd_dist.io import sha256_file
+    from rdskd_dist.files import sha256_file
 
     ref = parse_models_uri(uri)
     tracking = resolve_tracking_uri(tracking_uri, existing=True)  # read-only: never creates an empty store

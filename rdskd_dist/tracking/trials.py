@@ -23,7 +23,7 @@ from rdskd_dist.tracking.runs import log_metrics, log_params, set_tags
 def teacher_digest(path: Optional[str]) -> Optional[str]:
     from pathlib import Path
 
-    from rdskd_dist.io import sha256_file
+    from rdskd_dist.files import sha256_file
 
     if not path or not Path(path).is_file():
         return None

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from rdskd_dist.io import atomic_write_json
+from rdskd_dist.files import atomic_write, atomic_write_json, read_json
 
 STATUSES = ("ok", "failed", "stopped")
 
@@ -68,7 +68,7 @@ class SweepFolder:
         rows = []
         for file in sorted(self.ledger_dir.glob("*.json")):
             try:
-                rows.append(json.loads(file.read_text()))
+                rows.append(read_json(file))
             except (OSError, json.JSONDecodeError):  # atomic writes make this unlikely; skip rather than die
                 continue
         return rows
@@ -102,9 +102,6 @@ def _coerce(value: Any, kind: str) -> Any:
 
 def write_parquet(rows: list[dict[str, Any]], path: Path, design_columns: Iterable[str] = ()) -> None:
     """One row per trial, atomically (a reader never sees a half-written file)."""
-    import os
-    import tempfile
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -114,15 +111,7 @@ def write_parquet(rows: list[dict[str, Any]], path: Path, design_columns: Iterab
              for f in sch}
     table = pa.Table.from_pylist([{name: _coerce(r.get(name), kinds[name]) for name in sch.names} for r in rows],
                                  schema=sch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: pq.write_table(table, f))
 
 
 def read_parquet(path: Path) -> list[dict[str, Any]]:

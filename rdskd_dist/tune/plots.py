@@ -184,7 +184,7 @@ def make_plots(rows: list[dict[str, Any]], spec: SweepSpec, folder: Path) -> lis
     if spec.space:
         imp = importances(rows, spec)
         if imp:
-            from rdskd_dist.io import atomic_write_json
+            from rdskd_dist.files import atomic_write_json
 
             atomic_write_json(imp, folder / "importances.json")
         made.append(importance_plot(imp, spec, folder / "importances.png"))

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from rdskd_dist.io import atomic_write_json, atomic_write_text
+from rdskd_dist.files import atomic_write_json, atomic_write_text
 
 WITHIN = 1.0  # percentage points
 

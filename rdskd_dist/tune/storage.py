@@ -16,7 +16,6 @@ and `--resume` on a fresh driver pulls the ledger back first.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Iterable, Optional
 from urllib.parse import urlparse
 
 from rdskd_dist.errors import UserError, one_line
+from rdskd_dist.files import get_file, list_files, open_filesystem, path_kind, put_file
 
 # URI schemes pyarrow.fs.FileSystem.from_uri understands.
 SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
@@ -123,72 +123,22 @@ class SweepStorage:
                 self._put(local, name)
 
     def _put(self, local: Path, relative: str) -> None:
-        """Write to a temporary name and move it into place: a reader never sees a half-written file."""
-        fs = self.filesystem
-        dest = f"{self.sweep_path}/{relative}"
-        tmp = f"{dest.rsplit('/', 1)[0]}/.{dest.rsplit('/', 1)[1]}.{secrets.token_hex(4)}.tmp"
-        fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(tmp) as out:
-            out.write(local.read_bytes())
-        fs.move(tmp, dest)
+        put_file(local, self.filesystem, f"{self.sweep_path}/{relative}")
 
     def download_missing(self, folder: Path, names: Iterable[str] = RESUME_FILES) -> list[str]:
         """Copy the named entries from the storage into `folder` where the local copy is missing
         (resuming on a new driver machine). Returns the entries copied."""
-        import pyarrow.fs as pafs
-
         fs = self.filesystem
         copied = []
         for name in names:
             src = f"{self.sweep_path}/{name}"
-            info = fs.get_file_info(src)
-            if info.type == pafs.FileType.NotFound or (Path(folder) / name).exists():
+            kind = path_kind(fs, src)
+            if kind is None or (Path(folder) / name).exists():
                 continue
-            if info.type == pafs.FileType.Directory:
-                for entry in fs.get_file_info(pafs.FileSelector(src, recursive=True)):
-                    if entry.type == pafs.FileType.File:
-                        self._get(entry.path, Path(folder) / name / entry.path[len(src) + 1:])
+            if kind == "folder":
+                for path in list_files(fs, src):
+                    get_file(fs, path, Path(folder) / name / path[len(src) + 1:])
             else:
-                self._get(src, Path(folder) / name)
+                get_file(fs, src, Path(folder) / name)
             copied.append(name)
         return copied
-
-    def _get(self, src: str, local: Path) -> None:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.with_name(f".{local.name}.{secrets.token_hex(4)}.tmp")
-        with self.filesystem.open_input_stream(src) as stream:
-            tmp.write_bytes(stream.read())
-        os.replace(tmp, local)
-
-
-def open_filesystem(storage: str) -> tuple[Any, str]:
-    """(pyarrow filesystem, path inside it) of a checked storage; a URI pyarrow rejects fails in one line."""
-    import pyarrow.fs as pafs
-
-    if _SCHEME.match(storage) is None:
-        return pafs.LocalFileSystem(), storage
-    try:
-        return pafs.FileSystem.from_uri(storage)
-    except Exception as exc:  # noqa: BLE001 - ArrowInvalid, OSError (no region, no credentials), ...
-        raise UserError(f"storage {storage}: {one_line(exc)}") from None
-
-
-def write_text(storage: str, path: str, text: str) -> None:
-    """Write a small text file at `path` under a storage URI or local folder (used by Train workers)."""
-    fs, root = open_filesystem(storage)
-    dest = f"{root.rstrip('/')}/{path}"
-    fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(dest) as out:
-        out.write(text.encode())
-
-
-def read_text(storage: str, path: str) -> Optional[str]:
-    """The text of `path` under a storage, or None when it does not exist."""
-    import pyarrow.fs as pafs
-
-    fs, root = open_filesystem(storage)
-    src = f"{root.rstrip('/')}/{path}"
-    if fs.get_file_info(src).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(src) as stream:
-        return stream.read().decode()

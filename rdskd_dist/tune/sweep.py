@@ -30,7 +30,7 @@ from typing import Any, Optional
 from rich.console import Console
 
 from rdskd_dist.errors import UserError, one_line
-from rdskd_dist.io import atomic_write_json, atomic_write_text, sha256_file
+from rdskd_dist.files import atomic_write_json, atomic_write_text, sha256_file
 from rdskd_dist.outputs import check_writable_folder
 from rdskd_dist.redact import redact
 from rdskd_dist.tune.design import robustness_design, trial_config

@@ -137,23 +137,23 @@ def located_train_loop(config: dict[str, Any]) -> None:
     import ray.train
 
     from rdskd_dist.adapters.ray_train import train_loop_per_worker
-    from rdskd_dist.tune.storage import read_text, write_text
+    from rdskd_dist.files import read_text_at, write_text_at
 
     if ray.train.get_context().get_world_rank() == 0:
         path = f"{config['run_name']}/{LOCATION_FILE}"
-        starts = json.loads(read_text(config["storage"], path) or "[]")
+        starts = json.loads(read_text_at(config["storage"], path) or "[]")
         starts.append({**where_am_i(), "time": time.time(),
                        "resumed_from_iteration": _resumed_from_iteration(ray.train.get_checkpoint())})
-        write_text(config["storage"], path, json.dumps(starts))
+        write_text_at(config["storage"], path, json.dumps(starts))
     train_loop_per_worker(config)
 
 
 def _location_columns(storage: str, run_name: str) -> dict[str, Any]:
     """Row columns from a Train run's location.json: where its last start ran, how many starts it had."""
-    from rdskd_dist.tune.storage import read_text
+    from rdskd_dist.files import read_text_at
 
     try:
-        starts = json.loads(read_text(storage, f"{run_name}/{LOCATION_FILE}") or "[]")
+        starts = json.loads(read_text_at(storage, f"{run_name}/{LOCATION_FILE}") or "[]")
     except (OSError, ValueError):
         starts = []
     if not starts:
