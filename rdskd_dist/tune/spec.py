@@ -222,7 +222,9 @@ class SweepSpec(BaseModel):
 
     def base_for(self, method: str) -> DistillConfig:
         """The base options of `method`'s trials: `base` updated by `method_base[method]`."""
-        return DistillConfig.model_validate({**self.base.model_dump(), **self.method_base.get(method, {})})
+        # the method is set first, so that a method_base block may hold that method's own options
+        return DistillConfig.model_validate({**self.base.model_dump(), **self.method_base.get(method, {}),
+                                             "method": method})
 
     # ------------------------------------------------------------ derived
     @property

@@ -235,7 +235,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
     }
     metrics: dict[str, Any] = {}
     try:
-        base = DistillConfig.model_validate({**ctx["base"], **ctx["method_base"].get(method, {})})
+        base = DistillConfig.model_validate({**ctx["base"], **ctx["method_base"].get(method, {}), "method": method})
         out = Path(ctx["sweep_dir"]) / "trials" / key if ctx["trial"]["workers"] == 0 else None
         cfg, columns = trial_config(base, method, plan["seed"], space, plan["x"], out)
         row.update(columns)
