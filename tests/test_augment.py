@@ -7,7 +7,7 @@ import torch
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import get_spec
 from rdskd_dist.engine import Distiller
-from rdskd_dist.engine.augment import SampleStore, random_shift
+from rdskd_dist.engine.samples import SampleStore, random_shift
 from rdskd_dist.models.base import Features
 from rdskd_dist.teachers import load_teacher
 
@@ -42,7 +42,7 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
     for _ in range(3):
         engine.step()
-    assert len(engine.bank) == 24  # three generator batches, kept for free
+    assert len(engine.samples.bank) == 24  # three generator batches, kept for free
     seen = []
     original = engine.method.student_loss
     engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
@@ -51,4 +51,4 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     assert x.shape[0] == 16  # student batches come from the bank at their own size
     with torch.no_grad():
         assert torch.allclose(logits, teacher(x), atol=1e-5)  # shifted and mixed samples are relabelled
-    assert engine._pool[0].shape[0] == 24  # the pool is the bank here (no extra pool batches asked for)
+    assert engine.samples.pool[0].shape[0] == 24  # the pool is the bank here (no extra pool batches asked for)

@@ -44,7 +44,7 @@ def test_generator_lowers_authenticity_and_diversity_terms(digits_teacher, metho
 @pytest.mark.parametrize("method", list_methods())
 def test_student_lowers_its_loss_on_fixed_samples(digits_teacher, method):
     engine = make_engine(digits_teacher, method=method, lr_student=5e-3, student_optimizer="adam")
-    x, teacher_out = engine._fresh_batch(generator_train_mode=False)
+    x, teacher_out = engine.samples.fresh(generator_train_mode=False)
 
     def loss() -> float:
         with torch.no_grad():
@@ -58,7 +58,7 @@ def test_student_lowers_its_loss_on_fixed_samples(digits_teacher, method):
 
 def test_dfad_generator_loss_is_the_negated_student_loss(digits_teacher):
     engine = make_engine(digits_teacher, method="dfad")
-    x, teacher_out = engine._fresh_batch(generator_train_mode=True)
+    x, teacher_out = engine.samples.fresh(generator_train_mode=True)
     with torch.no_grad():
         g = engine.method.generator_loss(x, teacher_out, engine.student, 0)["total"]
         s = engine.method.student_loss(x, teacher_out, engine.student)["total"]

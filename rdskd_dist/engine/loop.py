@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -19,12 +18,12 @@ import torch.nn as nn
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec
 from rdskd_dist.engine.evaluate import autocast
-from rdskd_dist.engine.augment import SampleStore, random_shift
+from rdskd_dist.engine.samples import SampleSource
 from rdskd_dist.engine.phases import PhaseClock
+from rdskd_dist.engine.result import DistillResult  # noqa: F401  (part of the loop's public face)
 from rdskd_dist.engine.resolve import resolve_config
 from rdskd_dist.errors import NonFiniteLossError, UserError
 from rdskd_dist.methods import Method, Terms, get_method_class
-from rdskd_dist.methods.mixing import mix_pairs
 from rdskd_dist.models import create_model
 
 ENGINE_FORMAT = "rdskd-engine/1"
@@ -75,36 +74,6 @@ def to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-@dataclass
-class DistillResult:
-    method: str
-    dataset: str
-    student_arch: str
-    teacher_accuracy: Optional[float]
-    student_accuracy: float
-    iterations: int
-    generator_steps: int
-    student_steps: int
-    train_time_s: float
-    wall_time_s: float
-    samples_per_s: float
-    world_size: int
-    device: str
-    health: dict[str, Any] = field(default_factory=dict)  # engine/health.py: fresh generated samples, no test data
-
-    def line(self) -> str:
-        teacher = "n/a" if self.teacher_accuracy is None else f"{self.teacher_accuracy:.2f}%"
-        return (f"result: method={self.method} dataset={self.dataset} teacher_acc={teacher} "
-                f"student_acc={self.student_accuracy:.2f}% student={self.student_arch} "
-                f"steps=G{self.generator_steps}/S{self.student_steps} wall={self.wall_time_s:.1f}s "
-                f"samples/s={self.samples_per_s:.0f} workers={self.world_size} device={self.device}"
-                + (f" agree={self.health['agreement']:.1f}% eff_classes={self.health['effective_classes']:.1f}"
-                   if "agreement" in self.health and "effective_classes" in self.health else ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class Distiller:
     """Generator, student, optimisers, method state and counters for one distillation run."""
 
@@ -143,22 +112,17 @@ class Distiller:
             self.opt_g, _step_decay(self.total_g_steps, cfg.generator_lr_decay_at, cfg.lr_decay))
         self.sched_s = _student_schedule(self.opt_s, cfg, self.total_s_steps)
 
-        self.student_batch_size = cfg.student_batch_size or cfg.batch_size
-        keep_features = self.method.teacher_features_for_student
-        self.bank = SampleStore(cfg.memory_bank, keep_features) if cfg.memory_bank else None
-        self._pool: tuple[torch.Tensor, Any] | None = None
+        self.clock = PhaseClock(device, cfg.time_phases)
+        self.samples = SampleSource(cfg, self.method, self.generator, self.noise, self.clock, self.memory_format,
+                                    pool_seed=cfg.seed * 1000 + rank + 7919)
         self.iteration = self.g_step = self.s_step = 0
         self.train_time_s = 0.0
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._first_bad: dict[str, torch.Tensor] = {}
         self._interval_samples = 0
-        self.clock = PhaseClock(device, cfg.time_phases)
 
     # ---------------------------------------------------------------- steps
-    def _latents(self) -> torch.Tensor:
-        return torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device, generator=self.noise)
-
     def _record(self, prefix: str, terms: Terms) -> None:
         """Accumulate term values on the device: no host synchronisation or copy in the hot loop."""
         for name, value in terms.items():
@@ -184,7 +148,7 @@ class Distiller:
         self.generator.train()
         self._set_student_trainable(False)  # the student is only a function of x here
         with autocast(self.device, cfg.precision):
-            x = self.generator(self._latents())
+            x = self.generator(self.samples.latents())
             self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=True)
             terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self.g_step)
@@ -200,79 +164,11 @@ class Distiller:
         self._interval_samples += cfg.batch_size
         self._record("g", terms)
         x, teacher_out = x.detach(), type(teacher_out)(*(t.detach() if t is not None else None for t in teacher_out))
-        self._keep(x, teacher_out)
-        return x, teacher_out
-
-    def _keep(self, x: torch.Tensor, teacher_out: Any) -> None:
-        """Samples the run has already paid for go into the memory bank."""
-        if self.bank is not None:
-            self.bank.add(x, teacher_out)
-
-    @torch.no_grad()
-    def _fresh_batch(self, generator_train_mode: bool) -> tuple[torch.Tensor, Any]:
-        generator = unwrap(self.generator).train(generator_train_mode)
-        with autocast(self.device, self.cfg.precision):
-            x = generator(self._latents())
-            self.clock.charge("generator")
-            teacher_out = self.method.teacher_forward(x, for_generator=False)
-        self.clock.charge("teacher")
-        self._keep(x, teacher_out)
-        return x, teacher_out
-
-    @torch.no_grad()
-    def _pooled_batch(self) -> tuple[torch.Tensor, Any]:
-        """A batch drawn from samples the frozen generator made once (and the teacher's outputs on them).
-
-        The pool has its own seed, so a run resumed mid-stage rebuilds exactly the same pool.
-        """
-        if self._pool is None:
-            pool_noise = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1000 + self.rank + 7919)
-            generator = unwrap(self.generator).eval()
-            xs, outs = [], []
-            keep_features = self.method.teacher_features_for_student
-            for _ in range(self.cfg.sample_pool):
-                z = torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device, generator=pool_noise)
-                with autocast(self.device, self.cfg.precision):
-                    x = generator(z)
-                    self.clock.charge("generator")
-                    out = self.method.teacher_forward(x, for_generator=False)
-                self.clock.charge("teacher")
-                xs.append(x)
-                outs.append(out if keep_features else type(out)(out.logits, None, None))
-            if self.bank is not None:  # the samples stage 1 produced join the pool
-                x, out = self.bank.contents()
-                xs.append(x)
-                outs.append(out if keep_features else type(out)(out.logits, None, None))
-            self._pool = (torch.cat(xs), type(outs[0])(*(
-                torch.cat(parts) if parts[0] is not None else None for parts in zip(*outs))))
-        x, out = self._pool
-        idx = torch.randint(0, x.shape[0], (self.student_batch_size,), device=self.device, generator=self.noise)
-        return x[idx], type(out)(*(t[idx] if t is not None else None for t in out))
-
-    @torch.no_grad()
-    def _student_batch(self, x: torch.Tensor, teacher_out: Any) -> tuple[torch.Tensor, Any]:
-        """The batch a student step trains on: replayed bank samples join a fresh batch (joint and
-        adversarial schedules), and augmented samples are relabelled by the teacher."""
-        cfg = self.cfg
-        if self.bank is not None and cfg.schedule != "two_stage" and len(self.bank) > 0:
-            rx, rout = self.bank.sample(self.student_batch_size, self.noise)
-            x = torch.cat([x, rx.to(x.dtype)])
-            teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
-                                              else None for a, b in zip(teacher_out, rout)))
-        if not (cfg.augment_shift or cfg.augment_mixup):
-            return x, teacher_out
-        if cfg.augment_shift:
-            x = random_shift(x, cfg.augment_shift, self.noise)
-        if cfg.augment_mixup:
-            x = mix_pairs(x, cfg.augment_mixup, self.noise)[0]
-        x = x.contiguous(memory_format=self.memory_format)
-        with autocast(self.device, cfg.precision):
-            teacher_out = self.method.teacher_forward(x, for_generator=False)
-        self.clock.charge("teacher")
+        self.samples.keep(x, teacher_out)
         return x, teacher_out
 
     def student_step(self, x: torch.Tensor, teacher_out: Any) -> None:
-        x, teacher_out = self._student_batch(x, teacher_out)
+        x, teacher_out = self.samples.for_student(x, teacher_out)
         self.student.train()
         with autocast(self.device, self.cfg.precision):
             terms = self.method.student_loss(x, teacher_out, self.student)
@@ -297,15 +193,15 @@ class Distiller:
         if cfg.schedule == "two_stage":
             if self.iteration < cfg.generator_steps:
                 self.generator_step()
-            elif cfg.sample_pool or self.bank is not None:
-                self.student_step(*self._pooled_batch())
+            elif cfg.sample_pool or cfg.memory_bank:
+                self.student_step(*self.samples.pooled())
             else:
-                self.student_step(*self._fresh_batch(generator_train_mode=False))
+                self.student_step(*self.samples.fresh(generator_train_mode=False))
         elif cfg.schedule == "joint":
             self.student_step(*self.generator_step())
         else:  # adversarial: n student steps on fresh samples, then one generator step
             for _ in range(cfg.student_steps_per_generator_step):
-                self.student_step(*self._fresh_batch(generator_train_mode=True))
+                self.student_step(*self.samples.fresh(generator_train_mode=True))
             self.generator_step()
         self.iteration += 1
 
@@ -374,7 +270,7 @@ class Distiller:
             "opt_g": self.opt_g.state_dict(), "opt_s": self.opt_s.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_s": self.sched_s.state_dict(),
             "method": self.method.state_dict(), "rng": rng,
-            "bank": self.bank.state_dict() if self.bank is not None else None,
+            "samples": self.samples.state_dict(),
             "pending": {"sums": dict(self._sums), "counts": dict(self._counts),
                         "first_bad": dict(self._first_bad), "samples": self._interval_samples},
         }
@@ -393,8 +289,7 @@ class Distiller:
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_s.load_state_dict(state["sched_s"])
         self.method.load_state_dict(to_device(state["method"], self.device))
-        if self.bank is not None and state.get("bank") is not None:
-            self.bank.load_state_dict(to_device(state["bank"], self.device))
+        self.samples.load_state_dict(to_device(state.get("samples") or {}, self.device))
         rng = state["rng"]
         self.noise.set_state(rng["noise"])
         torch.set_rng_state(rng["torch"])

@@ -1,9 +1,9 @@
-"""Getting more student learning out of every generated sample: a memory bank and augmentation.
+"""Where the engine's batches come from: fresh generator samples, a pool, a memory bank, augmentation.
 
 The generator step is the cost (about 20 student steps each on LeNets), so samples the run has
-already produced are kept with the teacher's outputs, and student batches can be shifted and
-mixed: the teacher relabels whatever the student sees, so augmentation never trains on a wrong
-target.
+already produced are kept with the teacher's outputs (the memory bank), and student batches can
+be shifted and mixed: the teacher relabels whatever the student sees, so augmentation never
+trains on a wrong target.
 """
 
 from __future__ import annotations
@@ -11,7 +11,28 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.engine.evaluate import autocast
+from rdskd_dist.engine.phases import PhaseClock
+from rdskd_dist.methods import Method
+from rdskd_dist.methods.mixing import mix_pairs
+from rdskd_dist.models.base import Features
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return getattr(module, "module", module)
+
+
+def _cat(parts: list[Any]) -> Any:
+    """Concatenate Features tuples field by field (None fields stay None)."""
+    return type(parts[0])(*(torch.cat(f) if f[0] is not None else None for f in zip(*parts)))
+
+
+def _index(out: Any, idx: torch.Tensor) -> Any:
+    return type(out)(*(t[idx] if t is not None else None for t in out))
 
 
 def random_shift(x: torch.Tensor, max_shift: int, noise: torch.Generator | None) -> torch.Tensor:
@@ -64,7 +85,7 @@ class SampleStore:
 
     def sample(self, n: int, noise: torch.Generator | None) -> tuple[torch.Tensor, Any]:
         idx = torch.randint(0, self.size, (n,), device=self._x.device, generator=noise)
-        return self._x[idx], self._out_type(*(t[idx] if t is not None else None for t in self._out))
+        return self._x[idx], _index(self._out_type(*self._out), idx)
 
     def state_dict(self) -> dict[str, Any]:
         x, out = (self.contents() if self._x is not None else (None, None))
@@ -73,9 +94,99 @@ class SampleStore:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["x"] is None:
             return
-        from rdskd_dist.models.base import Features
-
         self.size, self.next = 0, 0
         self._x = None
         self.add(state["x"], Features(*state["out"]))
         self.next = state["next"]
+
+
+class SampleSource:
+    """The batches of one run: fresh samples of the generator, the frozen generator's pool (plus the memory
+    bank's samples), replay from the bank in joint and adversarial schedules, and augmentation."""
+
+    def __init__(self, cfg: DistillConfig, method: Method, generator: nn.Module, noise: torch.Generator,
+                 clock: PhaseClock, memory_format: torch.memory_format, pool_seed: int):
+        self.cfg, self.method, self.generator, self.noise, self.clock = cfg, method, generator, noise, clock
+        self.memory_format, self.pool_seed = memory_format, pool_seed
+        self.device = noise.device
+        self.student_batch_size = cfg.student_batch_size or cfg.batch_size
+        self.keep_features = method.teacher_features_for_student
+        self.bank = SampleStore(cfg.memory_bank, self.keep_features) if cfg.memory_bank else None
+        self.pool: tuple[torch.Tensor, Any] | None = None
+
+    def latents(self, noise: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device,
+                           generator=noise or self.noise)
+
+    def keep(self, x: torch.Tensor, teacher_out: Any) -> None:
+        """Samples the run has already paid for go into the memory bank."""
+        if self.bank is not None:
+            self.bank.add(x, teacher_out)
+
+    @torch.no_grad()
+    def fresh(self, generator_train_mode: bool) -> tuple[torch.Tensor, Any]:
+        generator = _unwrap(self.generator).train(generator_train_mode)
+        with autocast(self.device, self.cfg.precision):
+            x = generator(self.latents())
+            self.clock.charge("generator")
+            teacher_out = self.method.teacher_forward(x, for_generator=False)
+        self.clock.charge("teacher")
+        self.keep(x, teacher_out)
+        return x, teacher_out
+
+    def _student_view(self, out: Any) -> Any:
+        return out if self.keep_features else type(out)(out.logits, None, None)
+
+    @torch.no_grad()
+    def pooled(self) -> tuple[torch.Tensor, Any]:
+        """A batch drawn from samples the frozen generator made once (and the teacher's outputs on them),
+        plus the memory bank's. The pool has its own seed, so a resumed run rebuilds the same pool."""
+        if self.pool is None:
+            pool_noise = torch.Generator(device=self.device).manual_seed(self.pool_seed)
+            generator = _unwrap(self.generator).eval()
+            xs, outs = [], []
+            for _ in range(self.cfg.sample_pool):
+                with autocast(self.device, self.cfg.precision):
+                    x = generator(self.latents(pool_noise))
+                    self.clock.charge("generator")
+                    out = self.method.teacher_forward(x, for_generator=False)
+                self.clock.charge("teacher")
+                xs.append(x)
+                outs.append(self._student_view(out))
+            if self.bank is not None and len(self.bank):  # the samples stage 1 produced join the pool
+                x, out = self.bank.contents()
+                xs.append(x.to(xs[0].dtype) if xs else x)
+                outs.append(self._student_view(out))
+            self.pool = (torch.cat(xs), _cat(outs))
+        x, out = self.pool
+        idx = torch.randint(0, x.shape[0], (self.student_batch_size,), device=self.device, generator=self.noise)
+        return x[idx], _index(out, idx)
+
+    @torch.no_grad()
+    def for_student(self, x: torch.Tensor, teacher_out: Any) -> tuple[torch.Tensor, Any]:
+        """The batch a student step trains on: replayed bank samples join a fresh batch (joint and
+        adversarial schedules), and augmented samples are relabelled by the teacher."""
+        cfg = self.cfg
+        if self.bank is not None and cfg.schedule != "two_stage" and len(self.bank) > 0:
+            rx, rout = self.bank.sample(self.student_batch_size, self.noise)
+            x = torch.cat([x, rx.to(x.dtype)])
+            teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
+                                              else None for a, b in zip(teacher_out, rout)))
+        if not (cfg.augment_shift or cfg.augment_mixup):
+            return x, teacher_out
+        if cfg.augment_shift:
+            x = random_shift(x, cfg.augment_shift, self.noise)
+        if cfg.augment_mixup:
+            x = mix_pairs(x, cfg.augment_mixup, self.noise)[0]
+        x = x.contiguous(memory_format=self.memory_format)
+        with autocast(self.device, cfg.precision):
+            teacher_out = self.method.teacher_forward(x, for_generator=False)
+        self.clock.charge("teacher")
+        return x, teacher_out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bank": self.bank.state_dict() if self.bank is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.bank is not None and state.get("bank") is not None:
+            self.bank.load_state_dict(state["bank"])
