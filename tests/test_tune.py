@@ -205,6 +205,41 @@ def test_summary_statistics_and_failures_are_not_scored():
     assert describe([]) ["mean"] is None and describe([5.0])["std"] == 0.0
 
 
+def test_progress_line_counts_the_refilled_slot():
+    """The line printed when a trial finishes counts the pending trial Tune starts in the freed slot."""
+    from rich.console import Console
+
+    from rdskd_dist.tune.progress import ProgressLine
+
+    console = Console(file=__import__("io").StringIO(), width=200, force_terminal=False)
+    progress = ProgressLine("qs", 4, console=console, slots=2, to_run=4)
+    progress.trial_started(), progress.trial_started()
+    ok = {"status": "ok", "student_accuracy": 90.0}
+    lines = []
+    for key in ("a", "b", "c", "d"):
+        progress.trial_finished({**ok, "key": key})
+        lines.append(console.file.getvalue().splitlines()[-1])
+        if key in ("a", "b"):
+            progress.trial_started()  # Tune refills the slot
+    assert [line.split(" · ")[1] for line in lines] == ["2 running", "2 running", "1 running", "0 running"]
+
+
+def test_timing_columns_split_a_trial():
+    from rdskd_dist.tune.sweep import add_launch_time, timing_summary
+    from rdskd_dist.tune.trainable import timing_columns
+
+    marks = {"timing_worker_start_at": 105.0, "timing_setup_done_at": 106.0, "timing_train_done_at": 116.0,
+             "timing_eval_done_at": 116.5}
+    row = {"started_at": 100.0, **timing_columns(100.0, marks, 118.0)}
+    assert (row["startup_s"], row["setup_s"], row["train_s"], row["eval_s"], row["finish_s"]) == (5, 1, 10, 0.5, 1.5)
+    assert row["trial_wall_s"] == 18 and row["overhead_frac"] == pytest.approx(1 - 10 / 18, abs=1e-4)
+    add_launch_time(row, 98.0)
+    assert row["launch_s"] == 2 and row["overhead_frac"] == pytest.approx(0.5)
+    assert "train 10.0s" in timing_summary([row]) and "50% outside training" in timing_summary([row])
+    inproc = timing_columns(0.0, {"train_time_s": 6.0}, 8.0)  # workers: 0
+    assert (inproc["train_s"], inproc["startup_s"], inproc["setup_s"]) == (6.0, 2.0, None)
+
+
 # ---------------------------------------------------------------- real sweeps
 
 
@@ -255,6 +290,10 @@ def test_robustness_sweep_rows_pairing_and_summary(tmp_path, ray_cluster):
         assert a["w_oh"] == pytest.approx(a["mult_w_oh"]) and a["w_ie"] == pytest.approx(a["mult_w_ie"])
         assert b["w_ie"] == pytest.approx(5 * b["mult_w_ie"]) and b["w_a"] == pytest.approx(0.1)
     assert len({r["mult_w_oh"] for r in rows}) == 3  # three distinct points
+    for r in rows:  # where each trial's time went; the teacher is evaluated once, when it is trained
+        assert r["train_s"] > 0 and r["trial_wall_s"] >= r["train_s"] and 0 <= r["overhead_frac"] < 1
+        assert r["launch_s"] >= 0 and r["teacher_accuracy"] == rows[0]["teacher_accuracy"] is not None
+        assert json.loads(r["config_json"])["eval_teacher"] is False
     summary = json.loads((folder.path / "summary.json").read_text())
     assert summary == outcome.summary
     _check_summary_against_parquet(rows, summary, ["rdskd", "dafl"], "rdskd")

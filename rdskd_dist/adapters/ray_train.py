@@ -215,6 +215,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from rdskd_dist.data import get_spec, load_split
 
     wall_start = time.perf_counter()
+    started_at = time.time()  # epoch seconds: the trial turns these into its startup/setup/train/eval split
     cfg = DistillConfig.model_validate(config["distill"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -266,13 +267,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             atomic_write_json(history, Path(folder) / HISTORY_FILE)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
 
+    setup_at, setup_cpu = time.time(), time.process_time()
     engine.run(report)
+    trained_at, train_cpu = time.time(), time.process_time() - setup_cpu
 
     _sync_buffers(engine.student, world_size)
     result = finish(engine, teacher_meta, test_data, wall_start)
     # health as scalar `health/...` metrics (its class histogram travels in result.json)
     final_metrics = {**{k: v for k, v in result.to_dict().items() if k != "health"}, **flat_health(result.health),
-                     "done": 1}
+                     # when this worker entered the loop, finished its setup (data, teacher, engine, restore),
+                     # training and evaluation (time.time(), this worker's clock)
+                     "timing_worker_start_at": started_at, "timing_setup_done_at": setup_at,
+                     "timing_train_done_at": trained_at, "timing_eval_done_at": time.time(),
+                     # CPU seconds of this process while training (all its threads): / train wall = CPU share
+                     "timing_train_cpu_s": train_cpu, "done": 1}
     state = _gather_rank_state(engine, engine.state_dict(), world_size)
     if rank != 0:
         ray.train.report(final_metrics, checkpoint=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from rdskd_dist.data.tensors import resize_to_32
@@ -11,13 +13,33 @@ TEST_SIZE = 360
 _SPLIT_SEED = 0
 
 
-def load_digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed seeded split (first 1437 of a permutation train, last 360 test), upscaled to 32x32."""
-    from sklearn.datasets import load_digits  # sklearn is slow to import; only this dataset needs it
+def _digits_arrays():
+    """(images N x 8 x 8 in 0..16, labels) of scikit-learn's digits. Read straight from the CSV file that
+    ships inside scikit-learn (what `load_digits` reads) without importing scikit-learn, which takes
+    seconds (scipy and more) in every fresh process, e.g. each sweep trial's Ray Train worker."""
+    import gzip
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                data = np.loadtxt(f, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits  # another layout: scikit-learn's own loader
 
     bunch = load_digits()
-    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    return bunch.images, bunch.target
+
+
+def load_digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed seeded split (first 1437 of a permutation train, last 360 test), upscaled to 32x32."""
+    raw_images, raw_labels = _digits_arrays()
+    images = torch.as_tensor(raw_images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
+    labels = torch.as_tensor(raw_labels, dtype=torch.int64)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(_SPLIT_SEED))
     chosen = order[:TRAIN_SIZE] if split == "train" else order[-TEST_SIZE:]
     return resize_to_32(images[chosen]), labels[chosen]

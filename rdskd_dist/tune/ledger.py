@@ -48,6 +48,10 @@ _TAIL: list[tuple[str, str]] = [
     # where the trial ran (rank 0 of its Train run, or its own process) and how often it was restarted
     ("node_id", "string"), ("hostname", "string"), ("nodes", "string"), ("retries", "int64"),
     ("train_starts", "int64"), ("resumed_from_iteration", "int64"),
+    # where the trial's wall time went, seconds (rdskd_dist/tune/trainable.py timing_columns)
+    ("launch_s", "float64"), ("startup_s", "float64"), ("setup_s", "float64"), ("train_s", "float64"),
+    ("eval_s", "float64"), ("finish_s", "float64"), ("trial_wall_s", "float64"), ("overhead_frac", "float64"),
+    ("train_cpu_s", "float64"),
 ]
 
 

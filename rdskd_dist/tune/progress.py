@@ -14,9 +14,15 @@ from rich.text import Text
 
 
 class ProgressLine:
+    """`slots`: trials Tune runs at a time. A trial's finish frees a slot that Tune fills with the next
+    pending trial right after the callbacks return, so the line printed at a finish counts that trial as
+    running (it used to say "1 running" while two ran)."""
+
     def __init__(self, name: str, total: int, console: Optional[Console] = None, done: int = 0, failed: int = 0,
-                 stopped: int = 0, best: Optional[tuple[float, str]] = None):
-        self.name, self.total = name, total
+                 stopped: int = 0, best: Optional[tuple[float, str]] = None, slots: Optional[int] = None,
+                 to_run: Optional[int] = None):
+        self.name, self.total, self.slots = name, total, slots
+        self.left = total - done if to_run is None else to_run  # trials this invocation has yet to finish
         self.console = console or Console(stderr=True)
         self.done, self.failed, self.stopped, self.running = done, failed, stopped, 0
         self.best = best
@@ -36,6 +42,7 @@ class ProgressLine:
     def trial_finished(self, row: dict[str, Any]) -> None:
         self.running = max(0, self.running - 1)
         self.done += 1
+        self.left = max(0, self.left - 1)
         if row.get("status") == "stopped":
             self.stopped += 1
         elif row.get("status") != "ok":
@@ -43,17 +50,24 @@ class ProgressLine:
         elif self.best is None or float(row["student_accuracy"]) > self.best[0]:
             self.best = (float(row["student_accuracy"]), row["key"])
         if self._live is None:
-            self.console.print(self.line(row), highlight=False)
+            self.console.print(self.line(row, running=self.expected_running()), highlight=False)
         self._refresh()
 
+    def expected_running(self) -> int:
+        """Trials running once Tune has refilled the freed slot: the ones still running plus pending ones
+        up to `slots` (never more than the trials left)."""
+        if self.slots is None:
+            return self.running
+        return max(self.running, min(self.slots, self.left))
+
     # ------------------------------------------------------------ rendering
-    def line(self, last: Optional[dict[str, Any]] = None) -> str:
+    def line(self, last: Optional[dict[str, Any]] = None, running: Optional[int] = None) -> str:
         elapsed = int(time.monotonic() - self.start)
         parts = [f"{self.name}: {self.done}/{self.total} done"]
         bad = [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.stopped, "stopped early")) if n]
         if bad:
             parts[0] += f" ({', '.join(bad)})"
-        parts.append(f"{self.running} running")
+        parts.append(f"{self.running if running is None else running} running")
         parts.append(f"best {self.best[0]:.2f}% {self.best[1]}" if self.best else "best -")
         if last is not None:
             acc = last.get("student_accuracy")

@@ -47,6 +47,23 @@ QUIET_ENV = {
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # the objective only exists in a trial's closing report
     "RAY_AIR_NEW_OUTPUT": "0",
 }
+# For a Ray that the sweep starts itself (the variables reach its raylet and workers):
+# * a local Ray starts its worker processes at nice 15 (to keep its own services responsive). The trials'
+#   Train workers do all of a sweep's work: at nice 15 anything else on the machine (a build, a browser,
+#   another benchmark) takes the CPU from them, which made quickstart trials run several times slower;
+# * Ray Train's preemption watcher (one more actor process per trial) reacts to cloud nodes being
+#   preempted; a local Ray has none. A trial whose worker dies is still retried (trial.max_failures) and
+#   resumes from its checkpoint;
+# * Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s): a finished
+#   run is noticed up to that late, and a worker's report waits for the previous one to be polled.
+LOCAL_RAY_ENV = {"RAY_worker_niceness": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                 "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1"}
+# The raylet warns when a node holds more than 4x as many worker processes as it has CPUs ("N PYTHON
+# worker processes have been started ... 4x the maximum expected startup concurrency"). A Ray Train run
+# inside a Tune trial is 7 actor processes (trial, report queue, Train controller, placement-group cleaner,
+# synchronization actor, dataset manager, the Train worker), mostly at 0 or 0.01 CPU: on a 2-CPU machine
+# two concurrent trials always pass that mark while nothing is wrong, so the sweep drops that one line.
+POOL_WARNING = "worker processes have been started on node"
 
 
 @dataclass
@@ -63,12 +80,39 @@ class SweepOutcome:
 
 def init_ray(address: Optional[str] = None, verbose: bool = False) -> bool:
     """Join `address` / $RAY_ADDRESS, or start a quiet local Ray (on 127.0.0.1). True when started here."""
-    for key, value in QUIET_ENV.items():
+    from rdskd_dist.adapters.ray_connect import LOCAL, connect_ray, requested_address
+
+    local = requested_address(address) in (None, LOCAL)
+    for key, value in {**QUIET_ENV, **(LOCAL_RAY_ENV if local else {})}.items():
         os.environ.setdefault(key, value)
-    from rdskd_dist.adapters.ray_connect import connect_ray
 
     level = logging.INFO if verbose else logging.WARNING
+    if not verbose:
+        _drop_pool_warning()
     return connect_ray(address, include_dashboard=False, log_to_driver=verbose, logging_level=level)
+
+
+def _drop_pool_warning() -> None:
+    """Filter the raylet's worker-pool-size line (POOL_WARNING) out of what Ray prints on the driver."""
+    try:
+        import ray._private.worker as ray_worker
+
+        original = ray_worker.print_to_stdstream
+    except (ImportError, AttributeError):  # pragma: no cover - another Ray version: the line stays
+        return
+    if getattr(original, "rdskd_filtered", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if data.get("pid") == "raylet":
+            lines = [line for line in data.get("lines", []) if POOL_WARNING not in str(line)]
+            if not lines:
+                return None
+            data = {**data, "lines": lines}
+        return original(data, ignore_prefix)
+
+    print_to_stdstream.rdskd_filtered = True
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 def _quiet_logs(verbose: bool) -> None:
@@ -147,6 +191,37 @@ def ensure_teacher(spec: SweepSpec, folder: SweepFolder, console: Console) -> Sw
 
 # ---------------------------------------------------------------- the Tune callback
 
+def add_launch_time(row: dict[str, Any], tune_started: Optional[float]) -> None:
+    """`launch_s` (Tune starts the trial -> the trial's function runs: its actor and imports) and the
+    overhead fraction over the whole trial, launch included."""
+    if tune_started is None or not isinstance(row.get("started_at"), (int, float)):
+        return
+    row["launch_s"] = round(max(float(row["started_at"]) - tune_started, 0.0), 3)
+    wall, train = row.get("trial_wall_s"), row.get("train_s")
+    if isinstance(wall, (int, float)) and isinstance(train, (int, float)) and wall + row["launch_s"] > 0:
+        row["overhead_frac"] = round(1.0 - train / (wall + row["launch_s"]), 4)
+
+
+def timing_summary(rows: list[dict[str, Any]]) -> Optional[str]:
+    """One line: the median split of a trial's wall time over the rows that have it (see trainable.timing_columns)."""
+    import statistics
+
+    parts = [("launch", "launch_s"), ("startup", "startup_s"), ("setup", "setup_s"), ("train", "train_s"),
+             ("eval", "eval_s"), ("finish", "finish_s")]
+    timed = [r for r in rows if isinstance(r.get("train_s"), (int, float)) and isinstance(r.get("trial_wall_s"), (int, float))]
+    if not timed:
+        return None
+    med = {key: statistics.median(float(r.get(key) or 0.0) for r in timed) for _, key in parts + [("", "trial_wall_s")]}
+    total = med["trial_wall_s"] + med["launch_s"]
+    over = statistics.median(float(r.get("overhead_frac") or 0.0) for r in timed)
+    split = ", ".join(f"{name} {med[key]:.1f}s" for name, key in parts)
+    shares = [float(r["train_cpu_s"]) / float(r["train_s"]) for r in timed
+              if isinstance(r.get("train_cpu_s"), (int, float)) and float(r["train_s"]) > 0]
+    share = f"; training got {statistics.median(shares):.2f} CPU" if shares else ""
+    return (f"trial time (median of {len(timed)}): {split}; total {total:.1f}s, "
+            f"{100 * over:.0f}% outside training{share}")
+
+
 def _define_callback():
     from ray.tune import Callback
 
@@ -202,6 +277,7 @@ def _define_callback():
 
         def _finish(self, row: dict[str, Any], trial) -> None:
             row["retries"] = trial.num_failures if self.spec.trial.max_failures else 0
+            add_launch_time(row, self.started.get(trial.trial_id))
             self.folder.record(row)
             self.folder.write_parquet(design_columns=[k for k, d in self.spec.space.items() if d.relative])
             self._copy_to_storage(row)
@@ -247,10 +323,20 @@ def _define_callback():
 
 # ---------------------------------------------------------------- running
 
+def trial_base(spec: SweepSpec) -> dict[str, Any]:
+    """The spec's base block as the trials get it. The teacher is the same in every trial, so trials do not
+    evaluate it (`eval_teacher: false`) unless the spec asks: its test accuracy is the one recorded in the
+    teacher file (measured once, when the sweep trained it) and `teacher_accuracy` in each row repeats it."""
+    base = spec.base.model_dump(mode="json")
+    if "eval_teacher" not in spec.base.model_fields_set:
+        base["eval_teacher"] = False
+    return base
+
+
 def _context(spec: SweepSpec, folder: SweepFolder, attempt: str, storage: Optional[SweepStorage]) -> dict[str, Any]:
     return {
         "sweep": spec.name, "mode": spec.mode, "sweep_dir": str(folder.path), "attempt": attempt,
-        "base": spec.base.model_dump(mode="json"), "method_base": spec.method_base, "space": {k: d.model_dump() for k, d in spec.space.items()},
+        "base": trial_base(spec), "method_base": spec.method_base, "space": {k: d.model_dump() for k, d in spec.space.items()},
         "trial": spec.trial.model_dump(), "seeds": list(spec.seeds),
         "train_storage": storage.sweep_uri("train") if storage is not None else str(folder.path / "train"),
     }
@@ -397,10 +483,11 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
             ok_rows = [r for r in rows if r.get("status") == "ok"]
             best = max(((float(r["student_accuracy"]), r["key"]) for r in ok_rows), default=None)
             kept = [r for r in rows if r["key"] in done]
+            concurrent = concurrency(spec, console)
             progress = ProgressLine(spec.name, expected_trials(spec), console=console, done=len(kept),
                                     failed=sum(r.get("status") == "failed" for r in kept),
-                                    stopped=sum(r.get("status") == "stopped" for r in kept), best=best)
-            concurrent = concurrency(spec, console)
+                                    stopped=sum(r.get("status") == "stopped" for r in kept), best=best,
+                                    slots=concurrent, to_run=len(todo) + sum(counts.values()))
             with progress:
                 if spec.mode == "robustness":
                     _run_robustness(spec, folder, ctx, todo, concurrent, progress, tracker, storage)
@@ -471,6 +558,9 @@ def report_sweep(spec: SweepSpec, folder: SweepFolder, console: Console, plots: 
         made = make_plots(rows, spec, folder.path)
     complete = is_complete(spec, rows)
     console.print(rich_table(summary))
+    timing = timing_summary(rows)
+    if timing:
+        console.print(timing, highlight=False)
     for item in summary["not_scored"]:
         console.print(f"  not scored: {item['key']} ({item['status']}): {item['error']}", highlight=False)
     console.print(f"results: {folder.parquet}  summary: {folder.path / 'summary.md'}"

@@ -5,7 +5,8 @@
   `TuneReportCallback` (it forwards every Train report to this trial) with two changes to the
   forwarded metrics: the Train loop's final `done: 1` becomes `train_done: 1` (Tune reads `done`
   as "stop this trial now", which would race with the trial's closing report) and
-  `student_progress` (student steps done / budget) is added as ASHA's time axis.
+  `student_progress` (student steps done / budget) is added as ASHA's time axis. (The worker's
+  `timing_*` marks are left out: they become the row's `startup_s`, `train_s`, ... columns.)
 * `trial.workers == 0`: the trial runs the plain-PyTorch engine in its own process
   (`run_distillation`), forwarding the same metrics with `tune.report`. (Ray Train's local mode,
   `num_workers=0`, cannot run inside a Tune trial: `ray.train.report` raises in a Tune session.)
@@ -62,7 +63,9 @@ class SweepReportCallback(TuneReportCallback):
         self.student_steps = student_steps
 
     def after_report(self, run_context, metrics, checkpoint):
-        metrics = [forwarded(metrics[0], self.student_steps), *metrics[1:]]
+        # the worker's timing marks (epoch seconds) become the row's *_s columns, not Tune/MLflow metrics
+        first = {k: v for k, v in forwarded(metrics[0], self.student_steps).items() if not k.startswith("timing_")}
+        metrics = [first, *metrics[1:]]
         super().after_report(run_context, metrics, checkpoint)
 
 
@@ -164,6 +167,42 @@ def _location_columns(storage: str, run_name: str) -> dict[str, Any]:
             "nodes": ",".join(dict.fromkeys(s.get("node_id") for s in starts if s.get("node_id")))}
 
 
+TIMING_COLUMNS = ("startup_s", "setup_s", "train_s", "eval_s", "finish_s", "trial_wall_s", "overhead_frac",
+                  "train_cpu_s")
+
+
+def timing_columns(started: float, metrics: dict[str, Any], ended: float) -> dict[str, Any]:
+    """Where a trial's wall time went (seconds), from the trial's clock and the worker's `timing_...` marks:
+
+    * `startup_s`: trial start -> rank 0 enters the train loop (Train controller, worker group and placement
+      group, the worker's Python and torch imports);
+    * `setup_s`: test split, teacher, engine, checkpoint restore;  `train_s`: the engine's loop;
+    * `eval_s`: student (and teacher, if `eval_teacher`) test accuracy, health;
+    * `finish_s`: rank 0's outputs and final checkpoint, Train's shutdown, back in the trial;
+    * `overhead_frac`: 1 - train_s / trial_wall_s;
+    * `train_cpu_s`: CPU seconds rank 0's process spent while training (train_cpu_s / train_s below its
+      torch threads: it waited for the CPU, e.g. other processes on the machine).
+    In-process trials (`workers: 0`) have no worker marks: setup and evaluation count as `startup_s`.
+    """
+    wall = ended - started
+    out: dict[str, Any] = {k: None for k in TIMING_COLUMNS}
+    out["trial_wall_s"] = round(wall, 3)
+    marks = [metrics.get(f"timing_{k}") for k in ("worker_start_at", "setup_done_at", "train_done_at", "eval_done_at")]
+    if all(isinstance(m, (int, float)) for m in marks):
+        w0, w1, w2, w3 = (float(m) for m in marks)
+        out.update(startup_s=w0 - started, setup_s=w1 - w0, train_s=w2 - w1, eval_s=w3 - w2, finish_s=ended - w3)
+    elif isinstance(metrics.get("train_time_s"), (int, float)):
+        out.update(train_s=float(metrics["train_time_s"]), startup_s=wall - float(metrics["train_time_s"]))
+    for k in ("startup_s", "setup_s", "train_s", "eval_s", "finish_s"):
+        if out[k] is not None:
+            out[k] = round(max(out[k], 0.0), 3)
+    if isinstance(metrics.get("timing_train_cpu_s"), (int, float)):
+        out["train_cpu_s"] = round(float(metrics["timing_train_cpu_s"]), 3)
+    if out["train_s"] is not None and wall > 0:
+        out["overhead_frac"] = round(1.0 - out["train_s"] / wall, 4)
+    return out
+
+
 def _set_threads(cpus: float) -> None:
     import torch
 
@@ -245,6 +284,7 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
             metrics, paths = _run_on_train(cfg, ctx, key, columns["budget_student_steps"])
         row.update(paths)
         row.update({k: metrics.get(k) for k in RESULT_FIELDS})
+        row.update(timing_columns(started, metrics, time.time()))
         acc = metrics.get("student_accuracy")
         if acc is None or not math.isfinite(float(acc)):
             raise RuntimeError(f"no finite student accuracy in the final result (got {acc!r})")
@@ -255,5 +295,5 @@ def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
         row["status"], row["error"], row["student_accuracy"] = "failed", describe_error(exc), None
         metrics = {k: v for k, v in metrics.items() if k != "student_accuracy"}  # a failed trial is never scored
     row["finished_at"] = time.time()
-    closing = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    closing = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not k.startswith("timing_")}
     tune.report({**closing, "row_status": row["status"], "row": json.dumps(row, default=str)})
