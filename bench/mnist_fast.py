@@ -41,6 +41,9 @@ _DAFL_BEFORE = dict(lr_generator=1e-3, entropy_log="ln", activation_feature="pen
 CONFIGS: dict[str, dict] = {
     "rdskd_fast": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, **_REUSE, **_FAST),
     # the same generator and student budget without the new options (pool only, step decay at 80%)
+    # the reference generator BN eps (0.8 on the inner BNs) against the standard 1e-5, at the same budget
+    "rdskd_fast_eps5": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                            generator_inner_bn_eps=1e-5, **_REUSE, **_FAST),
     "rdskd_fast_off": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, sample_pool=400,
                            student_batch_size=256, lr_decay_at=[0.8], **_FAST),
     "rdskd_fast_nobank": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
