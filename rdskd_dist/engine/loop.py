@@ -6,7 +6,6 @@ report callback, and restore `state_dict()`s; nothing here imports them.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from typing import Any, Callable, Optional
@@ -20,6 +19,7 @@ from rdskd_dist.data import DatasetSpec
 from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.samples import SampleSource
 from rdskd_dist.engine.phases import PhaseClock
+from rdskd_dist.engine.schedules import generator_schedule, schedule_steps, student_schedule  # noqa: F401
 from rdskd_dist.engine.result import DistillResult  # noqa: F401  (part of the loop's public face)
 from rdskd_dist.engine.resolve import resolve_config
 from rdskd_dist.errors import NonFiniteLossError, UserError
@@ -31,36 +31,9 @@ ReportCallback = Callable[[dict[str, float], Optional[dict[str, Any]]], None]
 _NEVER = 2**62  # "no non-finite value seen" for the per-term first-bad-step trackers
 
 
-def schedule_steps(cfg: DistillConfig) -> tuple[int, int, int]:
-    """(loop iterations, generator steps, student steps) of a resolved config."""
-    if cfg.schedule == "two_stage":
-        return cfg.generator_steps + cfg.student_steps, cfg.generator_steps, cfg.student_steps
-    if cfg.schedule == "joint":
-        return cfg.student_steps, cfg.student_steps, cfg.student_steps
-    n = cfg.student_steps_per_generator_step
-    if cfg.student_steps % n:
-        raise UserError(f"adversarial schedule: student_steps ({cfg.student_steps}) must be a multiple of "
-                        f"student_steps_per_generator_step ({n})")
-    return cfg.student_steps // n, cfg.student_steps // n, cfg.student_steps
-
-
 def unwrap(module: nn.Module) -> nn.Module:
     """The network inside a DDP wrapper (calls on it skip DDP's gradient hooks)."""
     return getattr(module, "module", module)
-
-
-def _step_decay(total_steps: int, fractions: list[float], gamma: float) -> Callable[[int], float]:
-    milestones = sorted(math.floor(f * total_steps) for f in fractions)
-    return lambda step: gamma ** sum(step >= m for m in milestones)
-
-
-def _student_schedule(opt: torch.optim.Optimizer, cfg: DistillConfig, steps: int):
-    if cfg.student_lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr_student, total_steps=max(steps, 2),
-                                                   pct_start=0.15)
-    if cfg.student_lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    return torch.optim.lr_scheduler.LambdaLR(opt, _step_decay(steps, cfg.lr_decay_at, cfg.lr_decay))
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -108,9 +81,8 @@ class Distiller:
                                          weight_decay=cfg.weight_decay)
         else:
             self.opt_s = torch.optim.Adam(s_params, lr=cfg.lr_student, weight_decay=cfg.weight_decay)
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(
-            self.opt_g, _step_decay(self.total_g_steps, cfg.generator_lr_decay_at, cfg.lr_decay))
-        self.sched_s = _student_schedule(self.opt_s, cfg, self.total_s_steps)
+        self.sched_g = generator_schedule(self.opt_g, cfg, self.total_g_steps)
+        self.sched_s = student_schedule(self.opt_s, cfg, self.total_s_steps)
 
         self.clock = PhaseClock(device, cfg.time_phases)
         self.samples = SampleSource(cfg, self.method, self.generator, self.noise, self.clock, self.memory_format,
