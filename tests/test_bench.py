@@ -67,3 +67,18 @@ def test_speedups_and_profile_scripts_on_tiny_shapes(tmp_path):
     prof = json.loads((tmp_path / "profile.json").read_text())
     for rows in prof["stages"].values():
         assert len(rows) == 5 and rows[0]["self_ms_per_step"] >= rows[-1]["self_ms_per_step"] > 0
+
+
+def test_mnist_fast_tiny_curve_and_plot(tmp_path, digits_teacher):
+    cmd = [sys.executable, str(ROOT / "bench" / "mnist_fast.py"), "--configs", "tiny", "--seeds", "0", "--dataset",
+           "digits", "--teacher", str(digits_teacher), "--monitor-every", "8", "--name", "fast", "--out-dir",
+           str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads((tmp_path / "fast.json").read_text())["runs"][0]
+    assert run["config"] == "tiny" and 0 <= run["student_accuracy"] <= 100
+    assert run["curve"] and all(t <= run["train_time_s"] + 1e-6 for t, _, _ in run["curve"])  # monitoring only
+    plot = subprocess.run([sys.executable, str(ROOT / "bench" / "plot_curves.py"), str(tmp_path / "fast.json"),
+                           "--out", str(tmp_path / "c.png")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert plot.returncode == 0, plot.stderr[-2000:]
+    assert (tmp_path / "c.png").stat().st_size > 1000
