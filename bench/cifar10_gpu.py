@@ -28,18 +28,20 @@ from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec, load_split  # noqa: E402
 from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
 from rdskd_dist.engine.run import resolve_device  # noqa: E402
-from rdskd_dist.methods import get_method_class  # noqa: E402
+from rdskd_dist.engine.resolve import resolve_config  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
 from rdskd_dist.teacher import TeacherConfig, train_teacher  # noqa: E402
 from rdskd_dist.teachers import save_teacher  # noqa: E402
 
-# Per-method settings on top of the method's CIFAR-10 reference values (methods.md sections 1-4).
+# Per-method settings on top of the method's CIFAR-10 reference settings (which the methods declare:
+# optimisers, learning rates, lr decay points, steps per generator step; see --print-config).
 METHOD_OPTIONS: dict[str, dict[str, Any]] = {
-    "rdskd": dict(lr_decay_at=[0.8], sample_pool=0),
-    "dafl": dict(lr_decay_at=[0.8]),
-    "dfad": dict(student_steps_per_generator_step=5, lr_decay_at=[0.2, 0.4]),
-    "dfad_ar_vi": dict(student_steps_per_generator_step=5, lr_decay_at=[0.2, 0.4]),
+    "rdskd": dict(sample_pool=0), "dafl": {}, "dfad": {}, "dfad_ar_vi": {},
 }
+
+
+def reference(method: str) -> DistillConfig:
+    return resolve_config(DistillConfig(dataset="cifar10", method=method), get_spec("cifar10"))
 
 
 class Curve:
@@ -70,7 +72,7 @@ class Curve:
 
 def report_interval(method: str, generator_steps: int, eval_every: int, n: int) -> int:
     """Loop iterations between reports such that every `eval_every`-th student step gets one."""
-    schedule = get_method_class(method).schedule
+    schedule = reference(method).schedule
     if schedule == "two_stage":  # iterations count the generator steps first
         return math.gcd(generator_steps, eval_every)
     if schedule == "adversarial":  # n student steps per iteration
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for method in args.methods:
         options = dict(METHOD_OPTIONS[method])
-        n = options.get("student_steps_per_generator_step", 1)
+        n = reference(method).student_steps_per_generator_step if reference(method).schedule == "adversarial" else 1
         eval_every = max(n, (args.eval_every // n) * n)
         generator_steps = 2 if args.tiny else args.generator_steps
         report_every = report_interval(method, generator_steps, eval_every, n)
