@@ -51,7 +51,7 @@ class DistillConfig(BaseModel):
     generator_steps: PositiveInt = Field(2400, description="generator steps of a two-stage schedule's first stage")
     student_steps: PositiveInt = Field(2000, description="student optimisation steps")
     student_steps_per_generator_step: Optional[PositiveInt] = Field(
-        None, description="adversarial schedule: student steps per generator step")
+        None, description="adversarial schedule: student steps per generator step (default: per method)")
     sample_pool: int = Field(0, ge=0, description="two-stage: generate this many batches once from the frozen "
                                                   "generator and draw student batches from them (0: fresh samples every step)")
     batch_size: PositiveInt = Field(512, description="generated samples per step (per worker when distributed)")
@@ -66,14 +66,14 @@ class DistillConfig(BaseModel):
                                                              "coefficients; the teacher relabels the mix (0: off)")
 
     # optimisation
-    lr_generator: Optional[PositiveFloat] = Field(None, description="generator Adam learning rate")
+    lr_generator: Optional[PositiveFloat] = Field(None, description="generator Adam learning rate (default: per method)")
     lr_student: Optional[PositiveFloat] = Field(None, description="student learning rate (default: per method)")
     student_optimizer: Optional[Literal["adam", "sgd"]] = Field(None, description="student optimiser (default: per method)")
-    momentum: Optional[NonNegativeFloat] = Field(None, description="SGD momentum")
-    weight_decay: Optional[NonNegativeFloat] = Field(None, description="student weight decay")
-    lr_decay_at: Optional[list[float]] = Field(None, description="fractions of the student's steps where its lr decays")
+    momentum: Optional[NonNegativeFloat] = Field(None, description="SGD momentum (default: per method)")
+    weight_decay: Optional[NonNegativeFloat] = Field(None, description="student weight decay (default: per method)")
+    lr_decay_at: Optional[list[float]] = Field(None, description="fractions of the student's steps where its lr decays (default: per method)")
     generator_lr_decay_at: Optional[list[float]] = Field(
-        None, description="fractions of the generator's steps where its lr decays")
+        None, description="fractions of the generator's steps where its lr decays (default: per method)")
     lr_decay: PositiveFloat = Field(0.1, description="lr multiplier at each decay point")
     student_lr_schedule: Literal["step", "onecycle", "cosine"] = Field(
         "step", description="student lr schedule: step (decay at lr_decay_at), onecycle or cosine")
