@@ -38,6 +38,17 @@ class DistillConfig(BaseModel):
                           "regulariser's feature (dfad_ar_vi; default: the input of the teacher's last Linear)")
     teacher_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
                                           description="refuse a teacher file whose SHA-256 differs")
+    image_size: Optional[PositiveInt] = Field(
+        None, description="input size of teacher, generator and student, a multiple of 4 (default: the dataset's "
+                          "32); test images are resized to it")
+    teacher_mean: Optional[list[float]] = Field(
+        None, description="the teacher's input normalisation mean, one value per channel (default: the dataset's); "
+                          "3 values on a grey dataset (or 1 on a colour one) change the input channels")
+    teacher_std: Optional[list[float]] = Field(
+        None, description="the teacher's input normalisation std, one value per channel (default: the dataset's)")
+    probe_data: Optional[Path] = Field(
+        None, description="a small labelled probe set the user has (.pt or .npz holding uint8 'images' N x C x H x W "
+                          "and int64 'labels'), scored by student and teacher at the end, apart from any test split")
     student: Optional[str] = Field(None, description="student architecture (default: the dataset's reference)")
     latent_dim: Optional[PositiveInt] = Field(None, description="generator latent size (default: per dataset)")
     generator_inner_bn_eps: Optional[PositiveFloat] = Field(
@@ -54,6 +65,9 @@ class DistillConfig(BaseModel):
         None, description="adversarial schedule: student steps per generator step (default: per method)")
     sample_pool: int = Field(0, ge=0, description="two-stage: generate this many batches once from the frozen "
                                                   "generator and draw student batches from them (0: fresh samples every step)")
+    generators: PositiveInt = Field(1, description="two-stage: train this many generators in turn from fresh "
+                                                   "initialisations, generator_steps/generators steps each; the pool "
+                                                   "draws sample_pool/generators batches from each (1: one generator)")
     batch_size: PositiveInt = Field(512, description="generated samples per step (per worker when distributed)")
     student_batch_size: Optional[PositiveInt] = Field(
         None, description="samples per student step drawn from the pool or memory bank (default: batch_size)")
@@ -161,9 +175,27 @@ class DistillConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _check_input(self) -> "DistillConfig":
+        """image_size, teacher_mean and teacher_std against the dataset, before any work."""
+        from rdskd_dist.data import input_spec
+        from rdskd_dist.errors import UserError
+
+        try:
+            input_spec(self)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @model_validator(mode="after")
     def _check(self) -> "DistillConfig":
         if self.checkpoint_every and self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of log_every ({self.log_every})")
+        if self.generators > 1:
+            if self.schedule not in (None, "two_stage"):
+                raise ValueError(f"generators > 1 needs the two_stage schedule, not {self.schedule!r}")
+            if self.generator_steps < self.generators or self.sample_pool < self.generators:
+                raise ValueError(f"generators ({self.generators}) needs at least as many generator_steps "
+                                 f"({self.generator_steps}) and sample_pool batches ({self.sample_pool})")
         for name in ("lr_decay_at", "generator_lr_decay_at"):
             if any(not 0.0 < f < 1.0 for f in getattr(self, name) or []):
                 raise ValueError(f"{name} holds fractions strictly between 0 and 1")

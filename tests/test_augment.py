@@ -52,3 +52,36 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     with torch.no_grad():
         assert torch.allclose(logits, teacher(x), atol=1e-5)  # shifted and mixed samples are relabelled
     assert engine.samples.pool[0].shape[0] == 24  # the pool is the bank here (no extra pool batches asked for)
+
+
+def test_several_generators_each_start_fresh_and_each_fill_a_slice_of_the_pool(digits_teacher):
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    cfg = DistillConfig(method="rdskd", generator_steps=4, student_steps=2, batch_size=8, generators=2,
+                        sample_pool=3, log_every=100, eval_teacher=False)
+    engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    first_init = {k: v.clone() for k, v in engine.generator.state_dict().items()}
+    for _ in range(2):
+        engine.step()
+    trained = {k: v.clone() for k, v in engine.generator.state_dict().items()}
+    engine.step()  # the second generator starts here, then takes its first step
+    assert len(engine.samples.snapshots) == 1 and engine.samples.snapshots[0][0].shape[0] == 2 * 8
+    assert engine._generator_local_step() == 1 and engine.method.penalty.reference is not None
+    weight = "net.0.weight" if "net.0.weight" in trained else next(k for k in trained if k.endswith("weight"))
+    assert not torch.equal(engine.generator.state_dict()[weight], trained[weight])
+    assert not torch.equal(engine.generator.state_dict()[weight], first_init[weight])  # its own initialisation
+    engine.step()
+    engine.step()  # stage 2: the last generator's slice joins the first
+    assert engine.samples.pool[0].shape[0] == 3 * 8
+
+
+def test_several_generators_need_the_two_stage_schedule(digits_teacher):
+    import pytest
+
+    from rdskd_dist.errors import UserError
+
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    cfg = DistillConfig(method="dafl", generator_steps=4, sample_pool=2, generators=2, batch_size=8)
+    with pytest.raises(UserError, match="two_stage"):
+        Distiller(cfg, teacher, spec, torch.device("cpu"))

@@ -19,6 +19,7 @@ from rdskd_dist.data import DatasetSpec
 from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.samples import SampleSource
 from rdskd_dist.engine.phases import PhaseClock
+from rdskd_dist.engine.seeds import noise_seed, pool_seed
 from rdskd_dist.engine.schedules import generator_schedule, schedule_steps, student_schedule  # noqa: F401
 from rdskd_dist.engine.result import DistillResult  # noqa: F401  (part of the loop's public face)
 from rdskd_dist.engine.resolve import resolve_config
@@ -58,13 +59,11 @@ class Distiller:
         self.total_iterations, self.total_g_steps, self.total_s_steps = schedule_steps(cfg)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
-        # Per-rank noise so that workers draw different latents (seed + rank).
-        self.noise = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
+        # Per-rank noise so that workers draw different latents.
+        self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, rank))
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.teacher = teacher.to(device, memory_format=self.memory_format).eval()
-        generator = create_model("dafl_generator", latent_dim=cfg.latent_dim, out_channels=spec.channels,
-                                 image_size=spec.image_size, inner_bn_eps=cfg.generator_inner_bn_eps,
-                                 width=cfg.generator_width)
+        generator = self._new_generator()
         student = create_model(cfg.student, num_classes=spec.num_classes, in_channels=spec.channels,
                                image_size=spec.image_size)
         self.method: Method = get_method_class(cfg.method)(cfg, self.teacher, student, self.noise)
@@ -86,13 +85,36 @@ class Distiller:
 
         self.clock = PhaseClock(device, cfg.time_phases)
         self.samples = SampleSource(cfg, self.method, self.generator, self.noise, self.clock, self.memory_format,
-                                    pool_seed=cfg.seed * 1000 + rank + 7919)
+                                    pool_seed=pool_seed(cfg.seed, rank))
+        # generators > 1: stage-1 step at which each later generator starts -> its index
+        self.generator_starts = {round(k * cfg.generator_steps / cfg.generators): k for k in range(1, cfg.generators)}
         self.iteration = self.g_step = self.s_step = 0
         self.train_time_s = 0.0
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._first_bad: dict[str, torch.Tensor] = {}
         self._interval_samples = 0
+
+    def _new_generator(self) -> nn.Module:
+        cfg, spec = self.cfg, self.spec
+        return create_model("dafl_generator", latent_dim=cfg.latent_dim, out_channels=spec.channels,
+                            image_size=spec.image_size, inner_bn_eps=cfg.generator_inner_bn_eps,
+                            width=cfg.generator_width)
+
+    def _start_next_generator(self, index: int) -> None:
+        """Keep the finished generator's pool slice, then train a freshly initialised one (its own seed,
+        the same on every rank) with a fresh optimiser state and fresh method state."""
+        self.samples.snapshot(index - 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed * 1000 + 104729 * index)
+            fresh = self._new_generator()
+        unwrap(self.generator).load_state_dict(fresh.state_dict())
+        self.opt_g.state.clear()
+        self.method.restart_generator()
+
+    def _generator_local_step(self) -> int:
+        """Steps since the current generator started (what the method's schedules count)."""
+        return self.g_step - max([0, *(s for s in self.generator_starts if s <= self.g_step)])
 
     # ---------------------------------------------------------------- steps
     def _record(self, prefix: str, terms: Terms) -> None:
@@ -123,7 +145,7 @@ class Distiller:
             x = self.generator(self.samples.latents())
             self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=True)
-            terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self.g_step)
+            terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self._generator_local_step())
         self.clock.charge("teacher")
         self.opt_g.zero_grad(set_to_none=True)
         self.clock.charge_on_gradient(x, "teacher")  # the backward pass down to the samples
@@ -164,6 +186,8 @@ class Distiller:
         self.clock.start()
         if cfg.schedule == "two_stage":
             if self.iteration < cfg.generator_steps:
+                if self.iteration in self.generator_starts:
+                    self._start_next_generator(self.generator_starts[self.iteration])
                 self.generator_step()
             elif cfg.sample_pool or cfg.memory_bank:
                 self.student_step(*self.samples.pooled())

@@ -12,6 +12,7 @@ from typing import Any
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec
+from rdskd_dist.errors import UserError
 from rdskd_dist.methods import get_method_class
 
 # Used only where neither the method nor the dataset says anything.
@@ -62,7 +63,10 @@ def _resolve(cfg: DistillConfig, spec: DatasetSpec) -> tuple[dict[str, Any], dic
 def resolve_config(cfg: DistillConfig, spec: DatasetSpec) -> DistillConfig:
     """A copy of `cfg` with every option filled (what `result.json` and checkpoints record)."""
     filled, _ = _resolve(cfg, spec)
-    return cfg.model_copy(update=filled)
+    resolved = cfg.model_copy(update=filled)
+    if resolved.generators > 1 and resolved.schedule != "two_stage":
+        raise UserError(f"generators > 1 needs the two_stage schedule; {cfg.method} uses {resolved.schedule}")
+    return resolved
 
 
 def describe_sources(cfg: DistillConfig, spec: DatasetSpec,

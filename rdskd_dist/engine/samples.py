@@ -113,6 +113,8 @@ class SampleSource:
         self.keep_features = method.teacher_features_for_student
         self.bank = SampleStore(cfg.memory_bank, self.keep_features) if cfg.memory_bank else None
         self.pool: tuple[torch.Tensor, Any] | None = None
+        # pool slices of the generators already trained (generators > 1), kept in checkpoints
+        self.snapshots: list[tuple[torch.Tensor, Any]] = []
 
     def latents(self, noise: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device,
@@ -137,27 +139,41 @@ class SampleSource:
     def _student_view(self, out: Any) -> Any:
         return out if self.keep_features else type(out)(out.logits, None, None)
 
+    def _slice_sizes(self) -> list[int]:
+        """Pool batches per generator: sample_pool split evenly over the generators stage 1 trains."""
+        count, pool = self.cfg.generators, self.cfg.sample_pool
+        return [pool // count + (1 if i < pool % count else 0) for i in range(count)]
+
+    @torch.no_grad()
+    def snapshot(self, index: int) -> None:
+        """Draw generator `index`'s slice of the pool from the current (eval-mode) generator. Each slice
+        has its own seed, so a resumed run rebuilds the same pool."""
+        pool_noise = torch.Generator(device=self.device).manual_seed(self.pool_seed + 7 * index)
+        generator = _unwrap(self.generator).eval()
+        xs, outs = [], []
+        for _ in range(self._slice_sizes()[index]):
+            with autocast(self.device, self.cfg.precision):
+                x = generator(self.latents(pool_noise))
+                self.clock.charge("generator")
+                out = self.method.teacher_forward(x, for_generator=False)
+            self.clock.charge("teacher")
+            xs.append(x)
+            outs.append(self._student_view(out))
+        if xs:
+            self.snapshots.append((torch.cat(xs), _cat(outs)))
+
     @torch.no_grad()
     def pooled(self) -> tuple[torch.Tensor, Any]:
-        """A batch drawn from samples the frozen generator made once (and the teacher's outputs on them),
-        plus the memory bank's. The pool has its own seed, so a resumed run rebuilds the same pool."""
+        """A batch drawn from samples the frozen generator(s) made once (and the teacher's outputs on
+        them), plus the memory bank's."""
         if self.pool is None:
-            pool_noise = torch.Generator(device=self.device).manual_seed(self.pool_seed)
-            generator = _unwrap(self.generator).eval()
-            xs, outs = [], []
-            for _ in range(self.cfg.sample_pool):
-                with autocast(self.device, self.cfg.precision):
-                    x = generator(self.latents(pool_noise))
-                    self.clock.charge("generator")
-                    out = self.method.teacher_forward(x, for_generator=False)
-                self.clock.charge("teacher")
-                xs.append(x)
-                outs.append(self._student_view(out))
+            if len(self.snapshots) < self.cfg.generators and self.cfg.sample_pool:
+                self.snapshot(self.cfg.generators - 1)  # the last generator's slice, at the end of stage 1
+            parts = list(self.snapshots)
             if self.bank is not None and len(self.bank):  # the samples stage 1 produced join the pool
                 x, out = self.bank.contents()
-                xs.append(x.to(xs[0].dtype) if xs else x)
-                outs.append(self._student_view(out))
-            self.pool = (torch.cat(xs), _cat(outs))
+                parts.append((x.to(parts[0][0].dtype) if parts else x, self._student_view(out)))
+            self.pool = (torch.cat([p[0] for p in parts]), _cat([p[1] for p in parts]))
         x, out = self.pool
         idx = torch.randint(0, x.shape[0], (self.student_batch_size,), device=self.device, generator=self.noise)
         return x[idx], _index(out, idx)
@@ -185,8 +201,11 @@ class SampleSource:
         return x, teacher_out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"bank": self.bank.state_dict() if self.bank is not None else None}
+        earlier = self.snapshots[:self.cfg.generators - 1]  # the last slice is redrawn from the final generator
+        return {"bank": self.bank.state_dict() if self.bank is not None else None,
+                "snapshots": [{"x": x, "out": list(out)} for x, out in earlier]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.bank is not None and state.get("bank") is not None:
             self.bank.load_state_dict(state["bank"])
+        self.snapshots = [(s["x"], Features(*s["out"])) for s in state.get("snapshots", [])]

@@ -74,6 +74,9 @@ class Method:
             self.bn_stats.start()
         return self.teacher(x, features=True)
 
+    def restart_generator(self) -> None:
+        """A fresh generator starts (the `generators` option): drop state tied to the previous one."""
+
     def student_modules(self) -> nn.Module | None:
         """Extra trainable modules optimised with the student (e.g. connector layers)."""
         return None

@@ -98,6 +98,10 @@ class RDSKD(Method):
             terms["ref_oh"], terms["ref_ie"] = self.penalty.used[0], self.penalty.used[1]
         return self.add_bn_term(terms)
 
+    def restart_generator(self) -> None:
+        if self.penalty is not None:
+            self.penalty.reference = None  # a new generator's losses start from scratch
+
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:
         return {"total": kd_kl_loss(student(x), teacher_out.logits, self.cfg.temperature)}
 
