@@ -1,4 +1,5 @@
 """Adapters that run the plain-PyTorch engine on outside systems (Ray Train, ...).
 
-Nothing here is imported by the engine; each adapter imports its system lazily.
+The engine never imports them. `ray_connect` and `scale` are light (no ray until a connection is
+made, so a CLI checks its options fast); the `ray_train` package imports ray itself.
 """

@@ -14,14 +14,30 @@ from rdskd_dist.adapters.ray_connect import parse_ray_address
 from rdskd_dist.errors import UserError
 
 
-class ScaleConfig(BaseModel):
-    """Where and how wide a distillation runs on Ray Train (the budget and the method live in DistillConfig)."""
+class WorkerResources(BaseModel):
+    """How many Ray Train workers and what each reserves: the one resource model of a single run
+    (`ScaleConfig`) and of a sweep's trials (`tune.spec.TrialResources`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid")
 
     workers: int = Field(0, ge=0, description="Ray Train workers (0: run in this process, without Ray)")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per Ray worker (fractions allowed; 0: CPU workers)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray worker; CPU workers use that many torch threads")
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+    def per_worker(self) -> dict[str, float]:
+        """The Ray resources one worker reserves (Ray Train's `resources_per_worker`)."""
+        return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
+
+
+class ScaleConfig(WorkerResources):
+    """Where and how wide a distillation runs on Ray Train (the budget and the method live in DistillConfig)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
     storage: Optional[str] = Field(None, description="Ray run storage: a local folder or any pyarrow filesystem URI "
                                                      "(s3://, gs://, ...); unset: ./runs")
     max_failures: int = Field(0, ge=0, description="restarts from the last checkpoint after worker failures")
@@ -43,4 +59,4 @@ class ScaleConfig(BaseModel):
         return value
 
 
-__all__ = ["ScaleConfig"]
+__all__ = ["ScaleConfig", "WorkerResources"]

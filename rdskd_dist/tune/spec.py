@@ -17,6 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, 
                       field_validator, model_validator)
 
 from rdskd_dist.cli import YamlFile
+from rdskd_dist.adapters.scale import WorkerResources
 from rdskd_dist.config import ENGINE_SWEEPABLE, DistillConfig
 from rdskd_dist.methods.registry import method_sweepable
 from rdskd_dist.errors import UserError
@@ -84,15 +85,11 @@ class Dim(BaseModel):
         return self.low * (1 - 1e-9) <= x <= self.high * (1 + 1e-9)
 
 
-class TrialResources(BaseModel):
-    """What one trial reserves. workers 0: the trial runs the engine in its own process (no Ray Train);
-    workers >= 1: the trial builds and fits a Ray Train TorchTrainer with that many workers."""
+class TrialResources(WorkerResources):
+    """What one trial reserves. workers 0: the trial runs the engine in its own process (no Ray Train) and
+    reserves one worker's CPUs and GPUs; workers >= 1: the trial builds and fits a Ray Train TorchTrainer
+    with that many workers."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workers: int = Field(0, ge=0, description="Ray Train workers per trial (0: run in the trial's own process)")
-    cpus_per_worker: PositiveFloat = Field(1.0, description="CPUs per worker (the trial itself when workers is 0)")
-    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker (the trial itself when workers is 0)")
     trial_cpus: PositiveFloat = Field(0.01, description="CPU reserved by the trial process when workers >= 1 "
                                                         "(it only waits on its Train run)")
     max_failures: int = Field(2, ge=0, description="Tune retries of a trial whose process or Train workers died "

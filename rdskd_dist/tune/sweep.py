@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import secrets
 import sys
 import time
@@ -29,6 +28,8 @@ from typing import Any, Optional
 
 from rich.console import Console
 
+from rdskd_dist.adapters.ray_connect import init_ray
+from rdskd_dist.adapters.train_failures import describe_error
 from rdskd_dist.errors import UserError, one_line
 from rdskd_dist.files import atomic_write_json, atomic_write_text, sha256_file
 from rdskd_dist.outputs import check_writable_folder
@@ -40,9 +41,7 @@ from rdskd_dist.tune.report import rich_table, summarize, write_summary
 from rdskd_dist.tune.spec import SweepSpec, load_spec, spec_yaml
 from rdskd_dist.tune.storage import SweepStorage
 
-QUIET_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+TUNE_ENV = {  # quiet Tune defaults, on top of ray_connect.QUIET_ENV
     "RAY_CHDIR_TO_TRIAL_DIR": "0",  # paths are absolute anyway; keep trials in the driver's folder
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # the objective only exists in a trial's closing report
     "RAY_AIR_NEW_OUTPUT": "0",
@@ -58,12 +57,6 @@ QUIET_ENV = {
 #   run is noticed up to that late, and a worker's report waits for the previous one to be polled.
 LOCAL_RAY_ENV = {"RAY_worker_niceness": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
                  "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1"}
-# The raylet warns when a node holds more than 4x as many worker processes as it has CPUs ("N PYTHON
-# worker processes have been started ... 4x the maximum expected startup concurrency"). A Ray Train run
-# inside a Tune trial is 7 actor processes (trial, report queue, Train controller, placement-group cleaner,
-# synchronization actor, dataset manager, the Train worker), mostly at 0 or 0.01 CPU: on a 2-CPU machine
-# two concurrent trials always pass that mark while nothing is wrong, so the sweep drops that one line.
-POOL_WARNING = "worker processes have been started on node"
 
 
 @dataclass
@@ -77,43 +70,6 @@ class SweepOutcome:
 
 
 # ---------------------------------------------------------------- ray
-
-def init_ray(address: Optional[str] = None, verbose: bool = False) -> bool:
-    """Join `address` / $RAY_ADDRESS, or start a quiet local Ray (on 127.0.0.1). True when started here."""
-    from rdskd_dist.adapters.ray_connect import LOCAL, connect_ray, requested_address
-
-    local = requested_address(address) in (None, LOCAL)
-    for key, value in {**QUIET_ENV, **(LOCAL_RAY_ENV if local else {})}.items():
-        os.environ.setdefault(key, value)
-
-    level = logging.INFO if verbose else logging.WARNING
-    if not verbose:
-        _drop_pool_warning()
-    return connect_ray(address, include_dashboard=False, log_to_driver=verbose, logging_level=level)
-
-
-def _drop_pool_warning() -> None:
-    """Filter the raylet's worker-pool-size line (POOL_WARNING) out of what Ray prints on the driver."""
-    try:
-        import ray._private.worker as ray_worker
-
-        original = ray_worker.print_to_stdstream
-    except (ImportError, AttributeError):  # pragma: no cover - another Ray version: the line stays
-        return
-    if getattr(original, "rdskd_filtered", False):
-        return
-
-    def print_to_stdstream(data, ignore_prefix: bool):
-        if data.get("pid") == "raylet":
-            lines = [line for line in data.get("lines", []) if POOL_WARNING not in str(line)]
-            if not lines:
-                return None
-            data = {**data, "lines": lines}
-        return original(data, ignore_prefix)
-
-    print_to_stdstream.rdskd_filtered = True
-    ray_worker.print_to_stdstream = print_to_stdstream
-
 
 def _quiet_logs(verbose: bool) -> None:
     if not verbose:
@@ -312,8 +268,6 @@ def _define_callback():
         def on_trial_error(self, iteration, trials, trial, **info):
             row = self.rows.pop(trial.trial_id, None)
             if row is None:
-                from rdskd_dist.tune.trainable import describe_error
-
                 err = trial.get_error()
                 row = self._fallback(trial, "failed", describe_error(err) if err is not None else "trial process failed")
             self._finish(row, trial)
@@ -476,7 +430,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
     started_here = False
     try:
         if todo or any(counts.values()):  # a finished sweep is only reported again: no Ray needed
-            started_here = init_ray(address, verbose)
+            started_here = init_ray(address, include_dashboard=False, verbose=verbose, env=TUNE_ENV,
+                                    local_env=LOCAL_RAY_ENV)
             _quiet_logs(verbose)
             attempt = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
             ctx = _context(spec, folder, attempt, storage)

@@ -33,8 +33,8 @@ from typing import Any, Optional
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from rdskd_dist.adapters.train_failures import describe_error
 from rdskd_dist.config import DistillConfig
-from rdskd_dist.errors import one_line
 from rdskd_dist.redact import redact
 
 LOCATION_FILE = "location.json"  # in a Train run folder: where rank 0 ran, one entry per (re)start
@@ -67,24 +67,6 @@ class SweepReportCallback(TuneReportCallback):
         first = {k: v for k, v in forwarded(metrics[0], self.student_steps).items() if not k.startswith("timing_")}
         metrics = [first, *metrics[1:]]
         super().after_report(run_context, metrics, checkpoint)
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line naming the root cause: a worker's exception inside Ray Train's wrappers, without traceback."""
-    failures = getattr(exc, "worker_failures", None)
-    if failures:
-        exc = failures[min(failures)]
-    exc = getattr(exc, "controller_failure", exc)
-    cause = getattr(exc, "cause", None)  # RayTaskError-style wrappers keep the original
-    if isinstance(cause, BaseException):
-        exc = cause
-    text = str(exc)
-    if "Traceback (most recent call last)" in text:  # a stringified remote traceback: keep its last line
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        text = lines[-1] if lines else text
-    name = type(exc).__name__
-    text = one_line(Exception(text)) if text else name
-    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def is_lost_worker(exc: BaseException) -> bool:

@@ -1,0 +1,137 @@
+"""The driver's side of a Ray Train run: check the options, build the TorchTrainer, fit it, and
+turn a failure into one line."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig,
+                       TrainingFailedError)
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from rdskd_dist.adapters.ray_connect import init_ray
+from rdskd_dist.adapters.train_failures import root_cause
+from rdskd_dist.adapters.ray_train.worker import CRASH_ENV, OUTPUT_FILES, train_loop_per_worker
+from rdskd_dist.adapters.scale import ScaleConfig
+from rdskd_dist.config import DistillConfig
+from rdskd_dist.engine import DistillResult, health_from_flat
+from rdskd_dist.errors import NonFiniteLossError, UserError, one_line
+from rdskd_dist.files import atomic_copy, is_uri
+
+
+class RayTrainRunError(UserError):
+    """A Ray Train run failed (after its allowed restarts): one line, no traceback."""
+
+
+def resolve_storage(storage: Optional[str]) -> str:
+    """A URI as given, or an absolute local path (default ./runs): workers may run in another cwd."""
+    if storage and is_uri(storage):
+        return storage
+    return str(Path(storage or "runs").expanduser().resolve())
+
+
+def default_run_name(cfg: DistillConfig) -> str:
+    return f"rdskd-{cfg.method}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _worker_config(cfg: DistillConfig, scale: ScaleConfig) -> DistillConfig:
+    """The config the workers see: absolute paths (workers may run in another cwd), a concrete device."""
+    if cfg.checkpoint is not None:
+        raise UserError("--checkpoint is for in-process runs; with --workers the checkpoints live in "
+                        "--storage/--run-name (start the same run name again to resume)")
+    if scale.use_gpu and cfg.device == "cpu":
+        raise UserError("--device cpu with --gpus-per-worker > 0: drop one of them")
+    if not scale.use_gpu and cfg.device.startswith("cuda"):
+        raise UserError(f"--device {cfg.device} on Ray needs --gpus-per-worker > 0")
+    update: dict[str, Any] = {"device": "cuda" if scale.use_gpu else "cpu", "output": None}
+    if cfg.teacher and "://" not in cfg.teacher:
+        teacher = Path(cfg.teacher).expanduser().resolve()
+        if not teacher.is_file():  # fail here, not after starting workers (they must see the same path)
+            raise UserError(f"teacher file not found: {teacher}")
+        update["teacher"] = str(teacher)
+    data_root = cfg.data_root or os.environ.get("RDSKD_DATA_ROOT") or None
+    if data_root:
+        update["data_root"] = Path(data_root).expanduser().resolve()
+    return cfg.model_copy(update=update)
+
+
+def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence[Any] = (),
+                  run_name: Optional[str] = None, storage: Optional[str] = None) -> TorchTrainer:
+    """A TorchTrainer for one distillation; `run_name` / `storage` override the ScaleConfig's.
+
+    `callbacks` are Ray Train `UserCallback`s (e.g. Tune's `TuneReportCallback()`); they run in
+    the Train controller. Call `.fit()` on the result (or use `train_on_ray`).
+    """
+    if scale.workers < 1:
+        raise UserError("Ray Train needs --workers >= 1 (0 runs in this process)")
+    worker_cfg = _worker_config(cfg, scale)
+    storage = resolve_storage(storage or scale.storage)
+    run_name = run_name or scale.run_name or default_run_name(cfg)
+    crash = os.environ.get(CRASH_ENV, "").strip()
+    train_config = {
+        "distill": worker_cfg.model_dump(mode="json"),
+        "storage": storage, "run_name": run_name, "use_gpu": scale.use_gpu,
+        # Ray sets OMP_NUM_THREADS from the CPU reservation; set torch's threads to match explicitly.
+        "threads": None if scale.use_gpu else max(1, math.floor(scale.cpus_per_worker)),
+        "sync_batchnorm": scale.sync_batchnorm,
+        "crash_at_step": int(crash) if crash else None,
+    }
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=train_config,
+        torch_config=TorchConfig(),  # backend None: nccl with GPUs, gloo on CPU
+        scaling_config=ScalingConfig(num_workers=scale.workers, use_gpu=scale.use_gpu,
+                                     resources_per_worker=scale.per_worker()),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage,
+            failure_config=FailureConfig(max_failures=scale.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),  # the latest (resume point) and one before
+            callbacks=list(callbacks) or None,
+            logging_config=LoggingConfig(log_level="WARNING"),  # no per-report INFO lines
+        ),
+    )
+
+
+def result_from_metrics(metrics: dict[str, Any]) -> DistillResult:
+    fields = DistillResult.__dataclass_fields__
+    return DistillResult(**{k: metrics[k] for k in fields if k in metrics and k != "health"},
+                         health=health_from_flat(metrics))
+
+
+def train_on_ray(cfg: DistillConfig, scale: ScaleConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Fit on Ray Train and return the final metrics (DistillResult fields, `done`, `path`, `checkpoint`).
+
+    Starts a local Ray (or joins `scale.address` / `$RAY_ADDRESS`) if none is running. Failures end as one-line
+    errors: the worker's own UserError / NonFiniteLossError, else `RayTrainRunError`. With
+    `cfg.output` set, `student.pt` and `result.json` are also copied there.
+    """
+    _worker_config(cfg, scale)  # option errors before starting Ray
+    init_ray(address=scale.address)
+    trainer = build_trainer(cfg, scale, callbacks=callbacks)
+    name = trainer.run_config.name
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        cause = root_cause(exc)
+        if isinstance(cause, (UserError, NonFiniteLossError)):
+            raise cause from None
+        raise RayTrainRunError(f"Ray Train run {name} failed: {one_line(cause)}") from None
+    metrics = dict(result.metrics or {})
+    if not metrics.get("done"):
+        raise RayTrainRunError(f"Ray Train run {name} ended without a final result")
+    if cfg.output is not None and result.checkpoint is not None:
+        with result.checkpoint.as_directory() as folder:
+            for file in OUTPUT_FILES:
+                atomic_copy(Path(folder) / file, cfg.output / file)
+    metrics["path"] = result.path
+    metrics["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    return metrics
+
+
+__all__ = ["RayTrainRunError", "build_trainer", "default_run_name", "resolve_storage", "result_from_metrics",
+           "train_on_ray"]
