@@ -62,6 +62,9 @@ CONFIGS: dict[str, dict] = {
     # the same generator-step budget spread over several freshly initialised generators, each filling a pool slice
     **{f"rdskd_fast_gen{n}": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
                                   generators=n, **_REUSE, **_FAST) for n in (2, 4, 8)},
+    # rotation and scaling on top of shifts and mixup (the teacher relabels)
+    "rdskd_fast_affine": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                              augment_rotate=15.0, augment_scale=0.15, **_REUSE, **_FAST),
     # the baselines with the same options (their reference generator/student schedules)
     "dafl_fast": dict(method="dafl", student_steps=1200, batch_size=128, memory_bank=51200, student_batch_size=256,
                       augment_shift=3, augment_mixup=1.0, **_FAST),

@@ -7,7 +7,7 @@ import torch
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import get_spec
 from rdskd_dist.engine import Distiller
-from rdskd_dist.engine.samples import SampleStore, random_shift
+from rdskd_dist.engine.samples import SampleStore, random_affine, random_shift
 from rdskd_dist.models.base import Features
 from rdskd_dist.teachers import load_teacher
 
@@ -20,6 +20,19 @@ def test_random_shift_moves_each_sample_within_the_bound():
     assert out.shape == x.shape and out.sum() == 64  # nothing lost: the bright pixel stays inside
     assert ((ys - 4).abs() <= 2).all() and ((xs - 4).abs() <= 2).all()
     assert len({(int(a), int(b)) for a, b in zip(ys, xs)}) > 5  # samples move independently
+
+
+def test_random_affine_rotates_and_scales_about_the_centre():
+    x = torch.zeros(32, 1, 16, 16)
+    x[:, :, 6:10, 6:10] = 1.0  # a centred square
+    noise = torch.Generator().manual_seed(0)
+    assert torch.allclose(random_affine(x, 0.0, 0.0, noise), x, atol=1e-5)  # no rotation, no scaling: unchanged
+    out = random_affine(x, 45.0, 0.3, noise)
+    mass = out.sum(dim=(1, 2, 3))
+    assert out.shape == x.shape and not torch.allclose(out[0], out[1])  # each sample its own transform
+    assert (mass > 16 * 0.7 ** 2 * 0.8).all() and (mass < 16 * 1.3 ** 2 * 1.2).all()  # area follows scale^2
+    centre = (out * torch.arange(16.0).view(1, 1, 16, 1)).sum(dim=(1, 2, 3)) / mass
+    assert torch.allclose(centre, torch.full_like(centre, 7.5), atol=0.3)  # about the centre
 
 
 def test_sample_store_is_a_ring_buffer_of_samples_and_teacher_outputs():

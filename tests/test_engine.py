@@ -61,7 +61,7 @@ def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):
     ("rdskd", {"sample_pool": 2, "memory_bank": 40, "augment_shift": 2, "augment_mixup": 1.0,
                "student_lr_schedule": "onecycle", "student_batch_size": 12}),
     ("dfad_ar_vi", {"memory_bank": 20, "augment_shift": 1}),
-    ("rdskd", {"generators": 2, "sample_pool": 2, "memory_bank": 40}),  # the first generator's slice is kept
+    ("rdskd", {"generators": 2, "sample_pool": 2, "memory_bank": 40, "augment_rotate": 10.0, "augment_scale": 0.1}),
 ])
 def test_save_restore_continue_is_bit_identical(digits_teacher, tmp_path, method, extra):
     straight, result = _losses(digits_teacher, method, **extra)

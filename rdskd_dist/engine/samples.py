@@ -48,6 +48,20 @@ def random_shift(x: torch.Tensor, max_shift: int, noise: torch.Generator | None)
     return padded[batch, chans, rows, cols]
 
 
+def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: torch.Generator | None) -> torch.Tensor:
+    """Each sample rotated by up to `max_degrees` and scaled by a factor in [1 - max_scale, 1 + max_scale]
+    about its centre (bilinear)."""
+    n = x.shape[0]
+    angle = (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_degrees * torch.pi / 180
+    scale = 1 + (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_scale
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # the grid maps output to input: inverse
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    # generated images are BN-normalised (background is not 0): the edge value fills what comes in
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class SampleStore:
     """A ring buffer of generated samples and the teacher's outputs on them (a `Features` tuple).
 
@@ -188,8 +202,10 @@ class SampleSource:
             x = torch.cat([x, rx.to(x.dtype)])
             teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
                                               else None for a, b in zip(teacher_out, rout)))
-        if not (cfg.augment_shift or cfg.augment_mixup):
+        if not (cfg.augment_shift or cfg.augment_mixup or cfg.augment_rotate or cfg.augment_scale):
             return x, teacher_out
+        if cfg.augment_rotate or cfg.augment_scale:
+            x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise)
         if cfg.augment_shift:
             x = random_shift(x, cfg.augment_shift, self.noise)
         if cfg.augment_mixup:
