@@ -16,12 +16,12 @@ from typing import Any, Literal, Optional
 from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, create_model,
                       field_validator, model_validator)
 
-from rdskd_dist.cli import YamlFile
 from rdskd_dist.adapters.scale import WorkerResources
 from rdskd_dist.config import ENGINE_SWEEPABLE, DistillConfig
+from rdskd_dist.config_sources import YamlFile, format_validation_error
 from rdskd_dist.methods.registry import method_sweepable
 from rdskd_dist.errors import UserError
-from rdskd_dist.teacher import TeacherConfig
+from rdskd_dist.teacher_training import TeacherConfig
 
 def sweepable_options() -> dict[str, bool]:
     """Options a search space may vary, and whether they are integers: the engine's and every method's own
@@ -261,25 +261,6 @@ def absolutize(spec: SweepSpec) -> SweepSpec:
     return spec.model_copy(update={"base": base, "output": _absolute(spec.output)})
 
 
-def _format(exc: ValidationError, source: Optional[YamlFile], cli_paths: set[tuple]) -> str:
-    """pydantic's complaints on one line; keys from the YAML file get file:line, command-line ones do not."""
-    parts = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        name = ".".join(str(p) for p in loc) or "spec"
-        from_cli = any(loc[:len(p)] == p for p in cli_paths)
-        prefix = ""
-        if source is not None and not from_cli:
-            prefix = (source.where(loc) or str(source.path)) + ": "
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown option"
-        elif "input" in err and not isinstance(err["input"], (dict, list)):
-            msg = f"{msg} (got {err['input']!r})"
-        parts.append(f"{prefix}{name}: {msg}")
-    return "invalid sweep spec: " + "; ".join(parts)
-
-
 def load_spec(path: Optional[str | Path], overrides: Optional[dict[str, Any]] = None,
               base_overrides: Optional[dict[str, Any]] = None, data: Optional[dict[str, Any]] = None) -> SweepSpec:
     """Load a spec file (or `data`), apply command-line overrides, validate, make paths absolute."""
@@ -303,7 +284,7 @@ def load_spec(path: Optional[str | Path], overrides: Optional[dict[str, Any]] = 
     try:
         spec = SweepSpec.model_validate(merged)
     except ValidationError as exc:
-        raise UserError(_format(exc, source, cli_paths)) from None
+        raise UserError(format_validation_error(exc, source, cli_paths, what="sweep spec", root="spec")) from None
     return absolutize(spec)
 
 

@@ -130,7 +130,7 @@ def ensure_teacher(spec: SweepSpec, folder: SweepFolder, console: Console) -> Sw
         return spec
     path = folder.path / "teacher.pt"
     if not path.is_file():
-        from rdskd_dist.teacher import TeacherConfig, train_teacher
+        from rdskd_dist.teacher_training import TeacherConfig, train_teacher
         from rdskd_dist.teachers import save_teacher
 
         cfg = TeacherConfig(dataset=spec.base.dataset, data_root=spec.base.data_root, download=spec.base.download,
