@@ -205,6 +205,57 @@ def test_summary_statistics_and_failures_are_not_scored():
     assert describe([]) ["mean"] is None and describe([5.0])["std"] == 0.0
 
 
+def test_health_and_score_from_the_spec():
+    """Health columns reach the table; a `min` score ranks, pairs and picks the best the other way round."""
+    from rdskd_dist.tune.score import Objective
+
+    rows = [{**_row("rdskd", 0, 90.0), "health_effective_classes": 9.0, "health_agreement": 80.0,
+             "health_collapsed": False},
+            {**_row("rdskd", 1, 70.0), "health_effective_classes": 3.0, "health_agreement": 60.0,
+             "health_collapsed": True}]
+    s = summarize(rows, ["rdskd"], "rdskd")
+    assert s["methods"]["rdskd"]["health"] == {"effective_classes": 6.0, "agreement": 70.0, "collapsed": 1}
+    assert "| rdskd | 2 | 0 |" in markdown(s) and "| 6.0 | 70.0 | 1 |" in markdown(s)
+    low = summarize(rows, ["rdskd"], "rdskd", objective=Objective(mode="min"))
+    assert low["methods"]["rdskd"]["best"]["key"] == "rdskd-p001-s0" and low["score"]["mode"] == "min"
+    with pytest.raises(ValueError, match="not a trial result"):
+        Objective(metric="nope")
+    agree = Objective(metric="health_agreement")
+    assert agree.best(rows)["key"] == "rdskd-p000-s0" and agree.format(80.0) == "80.00%"
+
+
+def test_row_schema_follows_the_result_health_and_options():
+    import dataclasses
+
+    from rdskd_dist.engine.health import SCALAR_KEYS
+    from rdskd_dist.engine.result import DistillResult
+    from rdskd_dist.tune.rows import checked_row, columns, parquet_schema
+    from rdskd_dist.tune.space import sweepable_options
+
+    names = columns(["w_oh"])
+    scalar = [f.name for f in dataclasses.fields(DistillResult) if f.name not in ("method", "health")]
+    assert set(scalar) <= set(names) and {f"health_{k}" for k in SCALAR_KEYS} <= set(names)
+    assert set(sweepable_options()) <= set(names) and "mult_w_oh" in names
+    assert parquet_schema(["w_oh"]).names == list(names)
+    assert checked_row({"status": "ok", "point": 2.0, "health_collapsed": 1.0}) == \
+        {"status": "ok", "point": 2, "health_collapsed": True}
+    with pytest.raises(ValueError):
+        checked_row({"status": "done"})
+
+
+def test_trial_context_builds_each_trials_config(tmp_path):
+    from rdskd_dist.tune.context import TrialContext
+
+    spec = load_spec(None, data=tiny_spec(tmp_path, "ctx", Path("/t.pt"), method_base={"dafl": {"student_steps": 6}}))
+    ctx = TrialContext(spec, "a1", str(tmp_path / "train"), method="dafl")
+    plan = ctx.plan({"x": {"w_oh": 2, "w_ie": 1}}, "t0")
+    assert (plan.key, plan.method, plan.point, plan.seed) == ("dafl-t0", "dafl", None, 0)
+    cfg, columns = ctx.trial_config(plan)
+    assert cfg.student_steps == 6 and cfg.eval_teacher is False and columns["mult_w_oh"] == 2.0
+    assert cfg.output == spec.sweep_dir / "trials" / "dafl-t0"
+    assert ctx.first_columns(plan, "t0")["attempt"] == "a1"
+
+
 def test_progress_line_counts_the_refilled_slot():
     """The line printed when a trial finishes counts the pending trial Tune starts in the freed slot."""
     from rich.console import Console
@@ -225,7 +276,8 @@ def test_progress_line_counts_the_refilled_slot():
 
 
 def test_timing_columns_split_a_trial():
-    from rdskd_dist.tune.sweep import add_launch_time, timing_summary
+    from rdskd_dist.tune.callback import add_launch_time
+    from rdskd_dist.tune.report import timing_summary
     from rdskd_dist.tune.trainable import timing_columns
 
     marks = {"timing_worker_start_at": 105.0, "timing_setup_done_at": 106.0, "timing_train_done_at": 116.0,

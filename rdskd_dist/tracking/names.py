@@ -10,9 +10,11 @@ keep the engine's short name first: `generator/oh_one_hot`, `generator/ie_class_
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import typing
 from typing import Any, Iterable, Mapping, Optional
 
 # ---------------------------------------------------------------- tags
@@ -56,10 +58,23 @@ TERM_NAMES = {
 # Progress keys (besides loss terms) worth a chart, and their MLflow names. Learning rates are params
 # (their decay follows from lr_decay_at), step counters are the x axis.
 PROGRESS_NAMES = {"samples_per_s": "samples_per_s"}
-# Final metrics of a distillation (DistillResult fields): logged once, at the last step.
-FINAL_KEYS = ("student_accuracy", "teacher_accuracy", "iterations", "generator_steps", "student_steps",
-              "train_time_s", "wall_time_s", "world_size")
 FINAL_RENAMES = {"samples_per_s": "samples_per_s_overall"}  # the run's mean, not the last interval's
+# How a sweep ranks its trials unless its spec says otherwise (tune/score.py; the champion uses it too).
+DEFAULT_OBJECTIVE = ("student_accuracy", "max")
+
+
+@functools.lru_cache(maxsize=1)
+def final_keys() -> tuple[str, ...]:
+    """Final metrics of a distillation, logged once at the last step: DistillResult's numeric fields
+    (imported here, not at module level: the engine brings torch)."""
+    from rdskd_dist.engine.result import DistillResult
+
+    def numeric(hint: Any) -> bool:
+        kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+        return len(kinds) == 1 and kinds[0] in (int, float)
+
+    hints = typing.get_type_hints(DistillResult)
+    return tuple(name for name, hint in hints.items() if numeric(hint) and name not in FINAL_RENAMES)
 
 _BAD = re.compile(r"[^\w\-. :/]")
 
@@ -99,7 +114,7 @@ def progress_metrics(report: Mapping[str, Any]) -> dict[str, float]:
 
 def final_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for key in FINAL_KEYS:
+    for key in final_keys():
         v = _number(result.get(key))
         if v is not None:
             out[key] = v

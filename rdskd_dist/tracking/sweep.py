@@ -34,7 +34,7 @@ from rdskd_dist.tracking.uri import describe_uri, resolve_tracking_uri
 class SweepTracker:
     def __init__(self, tracking_uri: Optional[str], sweep: str, *, sweep_dir: str | os.PathLike,
                  params: Optional[Mapping[str, Any]] = None, description: str = "",
-                 objective: tuple[str, str] = ("student_accuracy", "max"), resume: bool = False,
+                 objective: tuple[str, str] = names.DEFAULT_OBJECTIVE, resume: bool = False,
                  retry_for_s: Optional[float] = None, headline: str = ""):
         self.uri = resolve_tracking_uri(tracking_uri)
         self.sweep, self.sweep_dir = sweep, str(Path(sweep_dir).resolve())
@@ -105,7 +105,7 @@ class SweepTracker:
         if self.run_id is None:
             self.start()
         callback = MlflowTrialCallback(self.uri, self.experiment_id, self.run_id, self.sweep, method=method,
-                                       retry_for_s=self.retry_for_s)
+                                       retry_for_s=self.retry_for_s, score=self.objective[0])
         self._callbacks.append(callback)
         return callback
 
@@ -165,7 +165,7 @@ class SweepTracker:
         if ok:
             scores = [float(r[metric]) for r in ok]
             values[f"best_{metric}"] = max(scores) if self.objective[1] == "max" else min(scores)
-            short = "accuracy" if metric == "student_accuracy" else metric
+            short = "accuracy" if metric == names.DEFAULT_OBJECTIVE[0] else metric  # chart names of old sweeps
             for method in sorted({r["method"] for r in ok}):  # one chart per method in the UI's section
                 mine = [float(r[metric]) for r in ok if r["method"] == method]
                 values[f"{short}_mean/{method}"] = sum(mine) / len(mine)

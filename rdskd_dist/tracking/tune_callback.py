@@ -46,9 +46,10 @@ class MlflowTrialCallback(Callback):
     and at its end the params, final metrics, files and student model, then closes the run."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str,
-                 method: Optional[str] = None, retry_for_s: Optional[float] = None):
+                 method: Optional[str] = None, retry_for_s: Optional[float] = None,
+                 score: str = names.DEFAULT_OBJECTIVE[0]):
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
-        self.sweep, self.method, self.retry_for_s = sweep, method, retry_for_s
+        self.sweep, self.method, self.retry_for_s, self.score = sweep, method, retry_for_s, score
         self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id (written by the writer thread only)
         self.logged_params: dict[str, dict[str, str]] = {}
         self.rows: dict[str, dict[str, Any]] = {}
@@ -199,9 +200,9 @@ class MlflowTrialCallback(Callback):
                  "rdskd.node_id": row.get("node_id"), "rdskd.hostname": row.get("hostname"),
                  "rdskd.retries": row.get("retries")}
         outputs = find_outputs(row.get("result_path"), row.get("checkpoint_path")) if status == "ok" else None
-        result = {**last, **{k: v for k, v in row.items() if k in names.FINAL_KEYS or k == "samples_per_s"}}
-        if status != "ok":
-            result = {k: v for k, v in result.items() if k != "student_accuracy"}  # a failed trial is never scored
+        result = {**last, **{k: v for k, v in row.items() if k in names.final_keys() or k in names.FINAL_RENAMES}}
+        if status != "ok":  # a failed trial is never scored
+            result = {k: v for k, v in result.items() if k not in ("student_accuracy", self.score)}
         log_finished(self.client, run_id, self.experiment_id, config=config, result=result, outputs=outputs,
                      title=f"{self.sweep} / {row.get('key') or trial_id}",
                      logged_params=self.logged_params.get(trial_id, {}),

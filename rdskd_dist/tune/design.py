@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from rdskd_dist.config import DistillConfig
-from rdskd_dist.tune.spec import Dim, SweepSpec, sweepable_options
+from rdskd_dist.tune.rows import option_columns
+from rdskd_dist.tune.space import Dim, sweepable_options
+from rdskd_dist.tune.spec import SweepSpec
 
 
 def sobol_unit(num_points: int, dims: int, seed: int) -> np.ndarray:
@@ -35,6 +37,12 @@ def sobol_unit(num_points: int, dims: int, seed: int) -> np.ndarray:
 def design_values(space: dict[str, Dim], unit: np.ndarray) -> dict[str, float]:
     """A point's design values (multipliers for relative dimensions) from its unit coordinates."""
     return {name: dim.value(float(u)) for (name, dim), u in zip(space.items(), unit)}
+
+
+def option_values(resolved: DistillConfig) -> dict[str, Any]:
+    """A resolved config's value of every option column (None for another method's options)."""
+    return {name: resolved.method_options[name] if name in resolved.method_options else getattr(resolved, name, None)
+            for name in option_columns()}
 
 
 def reference_values(base: DistillConfig, method: str) -> dict[str, Any]:
@@ -63,11 +71,6 @@ def apply_design(base: DistillConfig, method: str, space: dict[str, Dim], x: dic
     return out
 
 
-# Resolved options recorded in every row (the swept ones among them hold the values actually used).
-CONFIG_FIELDS = ("w_oh", "w_ie", "w_ds", "w_a", "w_bn", "lr_generator", "lr_student", "batch_size", "latent_dim",
-                 "temperature", "schedule", "student", "precision")
-
-
 def trial_config(base: DistillConfig, method: str, seed: int, space: dict[str, Dim], x: dict[str, float],
                  output=None) -> tuple[DistillConfig, dict[str, Any]]:
     """A trial's DistillConfig and the hyperparameter columns of its row (resolved values)."""
@@ -78,7 +81,7 @@ def trial_config(base: DistillConfig, method: str, seed: int, space: dict[str, D
                                   **apply_design(base, method, space, x)})
     cfg = DistillConfig.model_validate(cfg.model_dump())  # re-check the swept values against the field rules
     resolved = resolve_config(cfg, get_spec(cfg.dataset))
-    columns = {name: getattr(resolved, name) for name in CONFIG_FIELDS}
+    columns = option_values(resolved)
     columns.update({"budget_generator_steps": resolved.generator_steps, "budget_student_steps": resolved.student_steps,
                     "config_json": resolved.model_dump_json()})
     columns.update({f"mult_{name}": x[name] for name, dim in space.items() if dim.relative})
@@ -87,11 +90,12 @@ def trial_config(base: DistillConfig, method: str, seed: int, space: dict[str, D
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """One trial of a robustness sweep: a method at a design point with a seed."""
+    """One trial: a method at design values with a seed (robustness: at a design point; optimize: values
+    the searcher proposed, no point)."""
 
     key: str
     method: str
-    point: int
+    point: Optional[int]
     seed: int
     x: dict[str, float] = field(default_factory=dict)  # design values (multipliers when relative)
 

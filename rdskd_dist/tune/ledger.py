@@ -26,33 +26,9 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from rdskd_dist.files import atomic_write, atomic_write_json, read_json
+from rdskd_dist.tune.rows import STATUSES, columns, parquet_schema, parquet_value
 
-STATUSES = ("ok", "failed", "stopped")
-
-# Column types of results.parquet (design columns `mult_<name>` are added per spec, as float64).
-_COLUMNS: list[tuple[str, str]] = [
-    ("sweep", "string"), ("mode", "string"), ("key", "string"), ("method", "string"), ("point", "int64"),
-    ("seed", "int64"), ("status", "string"), ("error", "string"),
-    ("student_accuracy", "float64"), ("teacher_accuracy", "float64"),
-    ("iterations", "int64"), ("generator_steps", "int64"), ("student_steps", "int64"),
-    ("train_time_s", "float64"), ("wall_time_s", "float64"), ("samples_per_s", "float64"),
-    ("world_size", "int64"), ("device", "string"),
-    ("w_oh", "float64"), ("w_ie", "float64"), ("w_ds", "float64"), ("w_a", "float64"), ("w_bn", "float64"),
-    ("lr_generator", "float64"), ("lr_student", "float64"), ("batch_size", "int64"), ("latent_dim", "int64"),
-    ("temperature", "float64"), ("schedule", "string"), ("student", "string"), ("precision", "string"),
-    ("budget_generator_steps", "int64"), ("budget_student_steps", "int64"),
-]
-_TAIL: list[tuple[str, str]] = [
-    ("trial_id", "string"), ("attempt", "string"), ("started_at", "float64"), ("finished_at", "float64"),
-    ("result_path", "string"), ("checkpoint_path", "string"), ("config_json", "string"),
-    # where the trial ran (rank 0 of its Train run, or its own process) and how often it was restarted
-    ("node_id", "string"), ("hostname", "string"), ("nodes", "string"), ("retries", "int64"),
-    ("train_starts", "int64"), ("resumed_from_iteration", "int64"),
-    # where the trial's wall time went, seconds (rdskd_dist/tune/trainable.py timing_columns)
-    ("launch_s", "float64"), ("startup_s", "float64"), ("setup_s", "float64"), ("train_s", "float64"),
-    ("eval_s", "float64"), ("finish_s", "float64"), ("trial_wall_s", "float64"), ("overhead_frac", "float64"),
-    ("train_cpu_s", "float64"),
-]
+__all__ = ["STATUSES", "SweepFolder", "read_parquet", "write_parquet"]
 
 
 class SweepFolder:
@@ -86,35 +62,15 @@ class SweepFolder:
         return self.parquet
 
 
-def schema(design_columns: Iterable[str] = ()):
-    import pyarrow as pa
-
-    types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
-    columns = _COLUMNS + [(f"mult_{name}", "float64") for name in design_columns] + _TAIL
-    return pa.schema([(name, types[t]) for name, t in columns])
-
-
-def _coerce(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if kind == "string":
-        return str(value)
-    if kind == "int64":
-        return int(value)
-    return float(value)
-
-
 def write_parquet(rows: list[dict[str, Any]], path: Path, design_columns: Iterable[str] = ()) -> None:
-    """One row per trial, atomically (a reader never sees a half-written file)."""
+    """One row per trial (`tune/rows.py` is the schema), atomically (a reader never sees a half-written file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     design = list(dict.fromkeys([*design_columns, *(k[5:] for r in rows for k in r if k.startswith("mult_"))]))
-    sch = schema(design)
-    kinds = {f.name: ("string" if f.type == pa.string() else "int64" if f.type == pa.int64() else "float64")
-             for f in sch}
-    table = pa.Table.from_pylist([{name: _coerce(r.get(name), kinds[name]) for name in sch.names} for r in rows],
-                                 schema=sch)
+    kinds = columns(design)
+    table = pa.Table.from_pylist([{name: parquet_value(r.get(name), kind) for name, kind in kinds.items()}
+                                  for r in rows], schema=parquet_schema(design))
     atomic_write(path, lambda f: pq.write_table(table, f))
 
 

@@ -1,5 +1,6 @@
-"""PNG plots of a sweep (matplotlib, Agg): accuracy per method, accuracy against each swept option,
-and Optuna parameter importances (from a study rebuilt from the Parquet rows)."""
+"""PNG plots of a sweep (matplotlib, Agg): the score (the spec's objective, by default student test
+accuracy) per method, the score against each swept option, and Optuna parameter importances (from a
+study rebuilt from the Parquet rows). File names keep `accuracy` for the default score."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from rdskd_dist.tune.spec import Dim, SweepSpec
+from rdskd_dist.tune.space import Dim
+from rdskd_dist.tune.spec import SweepSpec
 
 
 def _plt():
@@ -20,8 +22,13 @@ def _plt():
     return plt
 
 
-def _ok(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
-    return [r for r in rows if r["method"] == method and r.get("status") == "ok"]
+def _ok(rows: list[dict[str, Any]], spec: SweepSpec, method: str) -> list[tuple[dict[str, Any], float]]:
+    """The method's scored rows, each with its score."""
+    return [(r, spec.objective.value(r)) for r in spec.objective.scored(rows) if r["method"] == method]
+
+
+def _axis(spec: SweepSpec) -> str:
+    return f"{spec.objective.name} (%)" if spec.objective.percent else spec.objective.name
 
 
 def design_value(row: dict[str, Any], name: str, dim: Dim) -> float | None:
@@ -30,36 +37,36 @@ def design_value(row: dict[str, Any], name: str, dim: Dim) -> float | None:
 
 
 def accuracy_by_method(rows: list[dict[str, Any]], spec: SweepSpec, path: Path) -> Path:
-    """Box + strip per method; in robustness mode the trials of one point and seed are joined by lines."""
+    """Box + strip of the score per method; in robustness mode the trials of one point and seed are joined."""
     plt = _plt()
     methods = spec.methods
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(methods), 4.2))
     rng = np.random.default_rng(0)
     jitter = {r["key"]: rng.uniform(-0.08, 0.08) for r in rows}
-    data = [[float(r["student_accuracy"]) for r in _ok(rows, m)] for m in methods]
+    data = [[v for _, v in _ok(rows, spec, m)] for m in methods]
     if any(data):
         ax.boxplot([d if d else [np.nan] for d in data], positions=range(len(methods)), widths=0.45,
                    showfliers=False, medianprops={"color": "black"})
     if spec.mode == "robustness":
         units: dict[tuple, list[tuple[float, float]]] = {}
         for i, m in enumerate(methods):
-            for r in _ok(rows, m):
-                units.setdefault((r["point"], r["seed"]), []).append((i + jitter[r["key"]], float(r["student_accuracy"])))
+            for r, v in _ok(rows, spec, m):
+                units.setdefault((r["point"], r["seed"]), []).append((i + jitter[r["key"]], v))
         for pts in units.values():
             if len(pts) > 1:
                 xs, ys = zip(*sorted(pts))
                 ax.plot(xs, ys, color="0.6", alpha=0.45, linewidth=0.8, zorder=1)
     for i, m in enumerate(methods):
-        ok = _ok(rows, m)
-        ax.scatter([i + jitter[r["key"]] for r in ok], [float(r["student_accuracy"]) for r in ok], s=18, zorder=3,
+        ok = _ok(rows, spec, m)
+        ax.scatter([i + jitter[r["key"]] for r, _ in ok], [v for _, v in ok], s=18, zorder=3,
                    color=f"C{i}")
     labels = []
     for m in methods:
-        bad = sum(1 for r in rows if r["method"] == m and r.get("status") != "ok")
+        bad = sum(1 for r in rows if r["method"] == m) - len(_ok(rows, spec, m))
         labels.append(f"{m}\n({bad} not scored)" if bad else m)
     ax.set_xticks(range(len(methods)), labels)
-    ax.set_ylabel("student test accuracy (%)")
-    ax.set_title(f"{spec.name}: accuracy per method"
+    ax.set_ylabel(_axis(spec))
+    ax.set_title(f"{spec.name}: {spec.objective.name} per method"
                  + ("\n(lines join the trials of one point and seed)" if spec.mode == "robustness" else ""), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -69,7 +76,7 @@ def accuracy_by_method(rows: list[dict[str, Any]], spec: SweepSpec, path: Path) 
 
 
 def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path) -> Path | None:
-    """One panel per swept option: accuracy against its design value (multiplier when relative)."""
+    """One panel per swept option: the score against its design value (multiplier when relative)."""
     if not spec.space:
         return None
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -87,7 +94,7 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
         for i, m in enumerate(spec.methods):
             if dim.relative and not refs[m][name]:  # the method has no such term (reference 0): nothing varied
                 continue
-            pts = [(design_value(r, name, dim), float(r["student_accuracy"])) for r in _ok(rows, m)]
+            pts = [(design_value(r, name, dim), v) for r, v in _ok(rows, spec, m)]
             pts = [p for p in pts if p[0] is not None]
             if pts:
                 xs, ys = zip(*pts)
@@ -98,13 +105,13 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{name} (x reference)" if dim.relative else name)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel(_axis(spec))
         ax.grid(alpha=0.3)
         if k == 0 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     for k in range(n, nrows * cols):
         axes[k // cols][k % cols].axis("off")
-    fig.suptitle(f"{spec.name}: accuracy against each swept option (methods whose reference value is 0 are left out)",
+    fig.suptitle(f"{spec.name}: {spec.objective.name} against each swept option (methods whose reference value is 0 are left out)",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -133,7 +140,7 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
         if not dists:
             continue
         trials = []
-        for r in _ok(rows, m):
+        for r, score in _ok(rows, spec, m):
             params = {}
             for name, dim in space.items():
                 v = design_value(r, name, dim)
@@ -142,10 +149,10 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
                 params[name] = v if dim.choices is not None else min(max(v, dim.low), dim.high)
             else:
                 trials.append(optuna.trial.create_trial(params=params, distributions=dists,
-                                                        value=float(r["student_accuracy"])))
+                                                        value=score))
         if len(trials) < MIN_TRIALS_FOR_IMPORTANCE or len({t.value for t in trials}) < 2:
             continue
-        study = optuna.create_study(direction="maximize")
+        study = optuna.create_study(direction="maximize" if spec.objective.mode == "max" else "minimize")
         study.add_trials(trials)
         try:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)

@@ -1,4 +1,4 @@
-"""One compact status line while a sweep runs: trials done / running / failed and the best so far.
+"""One compact status line while a sweep runs: trials done / running / failed and the best score so far.
 
 On a terminal the line is redrawn in place (rich Live); otherwise (logs, CI, pipes) one line is
 printed each time a trial finishes.
@@ -12,6 +12,8 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.text import Text
 
+from rdskd_dist.tune.score import Objective
+
 
 class ProgressLine:
     """`slots`: trials Tune runs at a time. A trial's finish frees a slot that Tune fills with the next
@@ -20,8 +22,9 @@ class ProgressLine:
 
     def __init__(self, name: str, total: int, console: Optional[Console] = None, done: int = 0, failed: int = 0,
                  stopped: int = 0, best: Optional[tuple[float, str]] = None, slots: Optional[int] = None,
-                 to_run: Optional[int] = None):
+                 to_run: Optional[int] = None, score: Optional[Objective] = None):
         self.name, self.total, self.slots = name, total, slots
+        self.score = score or Objective()
         self.left = total - done if to_run is None else to_run  # trials this invocation has yet to finish
         self.console = console or Console(stderr=True)
         self.done, self.failed, self.stopped, self.running = done, failed, stopped, 0
@@ -47,8 +50,8 @@ class ProgressLine:
             self.stopped += 1
         elif row.get("status") != "ok":
             self.failed += 1
-        elif self.best is None or float(row["student_accuracy"]) > self.best[0]:
-            self.best = (float(row["student_accuracy"]), row["key"])
+        elif (value := self.score.value(row)) is not None and (self.best is None or self.score.better(value, self.best[0])):
+            self.best = (value, row["key"])
         if self._live is None:
             self.console.print(self.line(row, running=self.expected_running()), highlight=False)
         self._refresh()
@@ -68,10 +71,10 @@ class ProgressLine:
         if bad:
             parts[0] += f" ({', '.join(bad)})"
         parts.append(f"{self.running if running is None else running} running")
-        parts.append(f"best {self.best[0]:.2f}% {self.best[1]}" if self.best else "best -")
+        parts.append(f"best {self.score.format(self.best[0])} {self.best[1]}" if self.best else "best -")
         if last is not None:
-            acc = last.get("student_accuracy")
-            what = f"{acc:.2f}%" if last.get("status") == "ok" and acc is not None else last.get("status")
+            value = self.score.value(last)
+            what = self.score.format(value) if value is not None else last.get("status")
             parts.append(f"last {last['key']} {what}")
         parts.append(f"{elapsed // 60}m{elapsed % 60:02d}s")
         return " · ".join(parts)

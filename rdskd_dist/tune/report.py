@@ -1,25 +1,37 @@
-"""Robustness summary of a sweep: per-method statistics, paired differences, rich table, JSON, Markdown.
+"""Reporting a sweep: per-method statistics, paired differences, health, the rich table, JSON, Markdown,
+and `report_sweep`, which writes them (and the plots) from the ledger.
 
-Definitions (accuracies in percent, over a method's trials with status ok only; failed and
-early-stopped trials are counted, listed and never scored):
+Definitions (over a method's scored trials: status ok and a finite score; failed and early-stopped
+trials are counted, listed and never scored). The score is the spec's `objective` (default: student
+test accuracy in percent, higher is better):
 
 * mean, std (sample standard deviation, ddof=1; 0 for a single trial), min, p10 (10th
   percentile, linear interpolation as numpy.percentile), max;
-* within_1pt: share of the method's scored trials whose accuracy is at least its best minus 1
-  percentage point;
+* within_1pt: share of the method's scored trials whose score is within 1 unit (percentage point)
+  of its best;
 * paired differences against the reference method (RDSKD when swept): over the units (point,
-  seed) where both trials are ok, d = acc_method - acc_reference; mean, std (ddof=1), min, max and
-  the number of pairs. In optimize mode points differ between methods, so nothing is paired.
+  seed) where both trials are scored, d = score_method - score_reference; mean, std (ddof=1), min,
+  max and the number of pairs. In optimize mode points differ between methods, so nothing is paired;
+* health (engine/health.py, on fresh generated samples): mean effective classes and mean
+  student-teacher agreement over the ok trials, and how many of them collapsed.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from rdskd_dist.errors import one_line
 from rdskd_dist.files import atomic_write_json, atomic_write_text
+from rdskd_dist.redact import redact
+from rdskd_dist.tune.ledger import SweepFolder
+from rdskd_dist.tune.score import Objective
+from rdskd_dist.tune.spec import SweepSpec
 
 WITHIN = 1.0  # percentage points
 
@@ -28,54 +40,69 @@ def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def describe(values: Iterable[float]) -> dict[str, Optional[float]]:
+def describe(values: Iterable[float], mode: str = "max") -> dict[str, Optional[float]]:
     v = np.asarray([float(x) for x in values], dtype=float)
     if len(v) == 0:
         return {"mean": None, "std": None, "min": None, "p10": None, "max": None, "within_1pt": None}
-    best = float(v.max())
+    near = v >= v.max() - WITHIN if mode == "max" else v <= v.min() + WITHIN
     return {"mean": float(v.mean()), "std": _std(v), "min": float(v.min()), "p10": float(np.percentile(v, 10)),
-            "max": best, "within_1pt": float(np.mean(v >= best - WITHIN))}
+            "max": float(v.max()), "within_1pt": float(np.mean(near))}
 
 
 def _unit(row: dict[str, Any]) -> tuple:
     return (row.get("point"), row.get("seed"))
 
 
+def _mean(values: Iterable[Any]) -> Optional[float]:
+    v = [float(x) for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def health(ok: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean effective classes and agreement over the ok trials that have them, and how many collapsed."""
+    return {"effective_classes": _mean(r.get("health_effective_classes") for r in ok),
+            "agreement": _mean(r.get("health_agreement") for r in ok),
+            "collapsed": sum(bool(r.get("health_collapsed")) for r in ok)}
+
+
 def summarize(rows: list[dict[str, Any]], methods: list[str], reference: str, mode: str = "robustness",
-              name: str = "", expected: Optional[int] = None) -> dict[str, Any]:
+              name: str = "", expected: Optional[int] = None, objective: Optional[Objective] = None) -> dict[str, Any]:
     """The summary as plain data (what summary.json holds)."""
+    score = objective or Objective()
     by_method: dict[str, dict[str, Any]] = {}
-    ref_acc = {_unit(r): float(r["student_accuracy"]) for r in rows
-               if r["method"] == reference and r.get("status") == "ok"}
+    ref_score = {_unit(r): score.value(r) for r in score.scored(rows) if r["method"] == reference}
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
         ok = [r for r in mine if r.get("status") == "ok"]
+        scored = score.scored(mine)
         stats: dict[str, Any] = {
             "trials": len(mine), "ok": len(ok), "failed": sum(r.get("status") == "failed" for r in mine),
             "stopped": sum(r.get("status") == "stopped" for r in mine),
-            **describe(r["student_accuracy"] for r in ok),
+            **describe((score.value(r) for r in scored), score.mode), "health": health(ok),
         }
         if mode == "robustness" and method != reference:
-            diffs = np.asarray([float(r["student_accuracy"]) - ref_acc[_unit(r)] for r in ok if _unit(r) in ref_acc])
+            diffs = np.asarray([score.value(r) - ref_score[_unit(r)] for r in scored if _unit(r) in ref_score])
             stats["paired"] = {"against": reference, "pairs": int(len(diffs)),
                                **({"mean": float(diffs.mean()), "std": _std(diffs), "min": float(diffs.min()),
                                    "max": float(diffs.max())} if len(diffs) else
                                   {"mean": None, "std": None, "min": None, "max": None})}
         else:
             stats["paired"] = None
-        if ok:
-            best = max(ok, key=lambda r: float(r["student_accuracy"]))
-            stats["best"] = {"key": best["key"], "student_accuracy": float(best["student_accuracy"]),
-                             **{k: best[k] for k in sorted(best) if k.startswith("mult_") and best[k] is not None}}
-        else:
-            stats["best"] = None
+        best = score.best(mine)
+        stats["best"] = None if best is None else {
+            "key": best["key"], score.metric: score.value(best),
+            **{k: best[k] for k in sorted(best) if k.startswith("mult_") and best[k] is not None}}
         by_method[method] = stats
     failed = [{"key": r["key"], "method": r["method"], "status": r["status"], "error": r.get("error")}
               for r in rows if r.get("status") != "ok"]
     teacher = [float(r["teacher_accuracy"]) for r in rows if r.get("teacher_accuracy") is not None]
     return {"sweep": name, "mode": mode, "reference_method": reference, "trials_finished": len(rows),
             "trials_expected": expected, "teacher_accuracy": teacher[0] if teacher else None,
-            "methods": by_method, "not_scored": failed}
+            "score": {"metric": score.metric, "mode": score.mode}, "methods": by_method, "not_scored": failed}
+
+
+def _score(summary: dict[str, Any]) -> Objective:
+    return Objective(**summary.get("score", {}))
 
 
 def _f(x: Optional[float], fmt: str = "{:.2f}") -> str:
@@ -100,6 +127,9 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
             else:
                 row += [_f(p["mean"], "{:+.2f}"), _f(p["std"]), _f(p["min"], "{:+.2f}"), _f(p["max"], "{:+.2f}"),
                         str(p["pairs"])]
+        h = s.get("health") or {}
+        row += [_f(h.get("effective_classes"), "{:.1f}"), _f(h.get("agreement"), "{:.1f}"),
+                str(h["collapsed"]) if h.get("collapsed") is not None else "-"]
         out.append(row)
     return out
 
@@ -109,7 +139,7 @@ def headers(summary: dict[str, Any]) -> list[str]:
         ["mean", "std", "min", "p10", "max", "≤1pt of best"]
     if summary["mode"] == "robustness":
         h += ["Δmean", "Δstd", "Δmin", "Δmax", "pairs"]
-    return h
+    return h + ["eff. classes", "agree %", "collapsed"]
 
 
 def title(summary: dict[str, Any]) -> str:
@@ -119,7 +149,7 @@ def title(summary: dict[str, Any]) -> str:
     teacher = summary.get("teacher_accuracy")
     t = f", teacher {teacher:.2f}%" if teacher is not None else ""
     delta = f"; Δ = minus {summary['reference_method']}, paired" if summary["mode"] == "robustness" else ""
-    return f"{summary['sweep']} ({summary['mode']}, {progress}{t}): student test accuracy, %{delta}"
+    return f"{summary['sweep']} ({summary['mode']}, {progress}{t}): {_score(summary).label}{delta}"
 
 
 def rich_table(summary: dict[str, Any]):
@@ -137,17 +167,20 @@ def markdown(summary: dict[str, Any]) -> str:
     h = headers(summary)
     lines = [f"# {title(summary)}", "", "| " + " | ".join(h) + " |", "|" + "|".join("---" for _ in h) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary)]
-    lines += ["", "Statistics over trials with status ok; std is the sample standard deviation; p10 the 10th "
-              "percentile; ≤1pt of best the share of scored trials within 1 percentage point of the method's best."]
+    score = _score(summary)
+    lines += ["", f"Statistics of the score ({score.mode} {score.metric}) over trials with status ok; std is the "
+              "sample standard deviation; p10 the 10th percentile; ≤1pt of best the share of scored trials within 1 "
+              "point of the method's best. Health, over the ok trials' fresh generated samples: mean effective "
+              "classes, mean student-teacher agreement, and how many collapsed."]
     if summary["mode"] == "robustness":
-        lines.append(f"Δ: paired difference, accuracy minus {summary['reference_method']}'s at the same point and "
+        lines.append(f"Δ: paired difference, score minus {summary['reference_method']}'s at the same point and "
                      "seed, over the pairs where both trials are ok (mean, std, min, max).")
     best = [(m, s["best"]) for m, s in summary["methods"].items() if s.get("best")]
     if summary["mode"] == "optimize" and best:
         lines += ["", "## Best trials", ""]
         for m, b in best:
             params = ", ".join(f"{k}={v:.4g}" for k, v in b.items() if k.startswith("mult_"))
-            lines.append(f"- {m}: {b['student_accuracy']:.2f}% ({b['key']}; {params})")
+            lines.append(f"- {m}: {score.format(b[score.metric])} ({b['key']}; {params})")
     if summary["not_scored"]:
         lines += ["", "## Trials not scored", ""]
         lines += [f"- {f['key']} ({f['status']}): {f['error'] or ''}" for f in summary["not_scored"]]
@@ -155,8 +188,80 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def write_summary(summary: dict[str, Any], folder) -> None:
-    from pathlib import Path
-
     folder = Path(folder)
     atomic_write_json(summary, folder / "summary.json")
     atomic_write_text(markdown(summary), folder / "summary.md")
+
+
+def timing_summary(rows: list[dict[str, Any]]) -> Optional[str]:
+    """One line: the median split of a trial's wall time over the rows that have it (see trainable.timing_columns)."""
+    parts = [("launch", "launch_s"), ("startup", "startup_s"), ("setup", "setup_s"), ("train", "train_s"),
+             ("eval", "eval_s"), ("finish", "finish_s")]
+    timed = [r for r in rows if isinstance(r.get("train_s"), (int, float)) and isinstance(r.get("trial_wall_s"), (int, float))]
+    if not timed:
+        return None
+    med = {key: statistics.median(float(r.get(key) or 0.0) for r in timed) for _, key in parts + [("", "trial_wall_s")]}
+    total = med["trial_wall_s"] + med["launch_s"]
+    over = statistics.median(float(r.get("overhead_frac") or 0.0) for r in timed)
+    split = ", ".join(f"{name} {med[key]:.1f}s" for name, key in parts)
+    shares = [float(r["train_cpu_s"]) / float(r["train_s"]) for r in timed
+              if isinstance(r.get("train_cpu_s"), (int, float)) and float(r["train_s"]) > 0]
+    share = f"; training got {statistics.median(shares):.2f} CPU" if shares else ""
+    return (f"trial time (median of {len(timed)}): {split}; total {total:.1f}s, "
+            f"{100 * over:.0f}% outside training{share}")
+
+
+@dataclass
+class SweepOutcome:
+    spec: SweepSpec
+    folder: SweepFolder
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    complete: bool
+    plots: list[Path]
+
+
+def copy_sweep_files(storage, folder: SweepFolder, console) -> None:
+    """The sweep folder's files into the storage (`tune/storage.py`), if the sweep has one."""
+    if storage is None:
+        return
+    try:
+        storage.upload(folder.path)
+    except Exception as exc:  # noqa: BLE001 - the results are complete locally; say where they are
+        console.print(f"warning: could not copy the sweep's files to {redact(storage.sweep_uri())}: {one_line(exc)} "
+                      f"(they are in {folder.path})", highlight=False)
+        return
+    console.print(f"copied to storage: {redact(storage.sweep_uri())}", highlight=False)
+
+
+def report_sweep(spec: SweepSpec, folder: SweepFolder, console, plots: bool = True, storage=None) -> SweepOutcome:
+    """results.parquet, summary.json/.md and the plots from the ledger; the table and where things are."""
+    from rdskd_dist.tune.modes import mode_of
+
+    mode = mode_of(spec)
+    order = {m: i for i, m in enumerate(spec.methods)}
+    rows = sorted(folder.rows(), key=lambda r: (order.get(r["method"], len(order)), -1 if r.get("point") is None else r["point"],
+                                                r.get("seed") or 0, r["key"]))
+    folder.write_parquet(rows, design_columns=[k for k, d in spec.space.items() if d.relative])
+    summary = summarize(rows, spec.methods, spec.reference, spec.mode, spec.name, mode.expected_trials(spec),
+                        spec.objective)
+    write_summary(summary, folder.path)
+    made: list[Path] = []
+    if plots and rows:
+        from rdskd_dist.tune.plots import make_plots
+
+        made = make_plots(rows, spec, folder.path)
+    complete = mode.is_complete(spec, rows)
+    console.print(rich_table(summary))
+    timing = timing_summary(rows)
+    if timing:
+        console.print(timing, highlight=False)
+    for item in summary["not_scored"]:
+        console.print(f"  not scored: {item['key']} ({item['status']}): {item['error']}", highlight=False)
+    console.print(f"results: {folder.parquet}  summary: {folder.path / 'summary.md'}"
+                  + (f"  plots: {folder.path / 'plots'}" if made else ""), highlight=False)
+    copy_sweep_files(storage, folder, console)
+    if not complete:
+        console.print(f"sweep incomplete: {len(rows)} of {mode.expected_trials(spec)} trials finished; run the same "
+                      "command with --resume to finish it", highlight=False)
+    return SweepOutcome(spec, folder, rows, summary, complete, made)

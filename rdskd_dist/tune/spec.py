@@ -9,7 +9,6 @@ run in another folder) only ever see absolute paths.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -17,16 +16,16 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, 
                       field_validator, model_validator)
 
 from rdskd_dist.adapters.scale import WorkerResources
-from rdskd_dist.config import ENGINE_SWEEPABLE, DistillConfig
+from rdskd_dist.config import DistillConfig
 from rdskd_dist.config_sources import YamlFile, format_validation_error
-from rdskd_dist.methods.registry import method_sweepable
 from rdskd_dist.errors import UserError
 from rdskd_dist.teacher_training import TeacherConfig
+from rdskd_dist.tune.score import Objective
+from rdskd_dist.tune.space import Dim, sweepable_options
 
-def sweepable_options() -> dict[str, bool]:
-    """Options a search space may vary, and whether they are integers: the engine's and every method's own
-    (read from the registry each time, so a method added at run time is included)."""
-    return {**ENGINE_SWEEPABLE, **method_sweepable()}
+__all__ = ["Dim", "Objective", "SweepSpec", "TrialResources", "load_spec", "sweepable_options"]
+
+
 RUNTIME_FIELDS = {"max_concurrent", "output", "name", "storage"}  # may differ between a sweep and its resumption
 # Options that belong to the sweep rather than to one distillation: the spec sets them per trial.
 TRIAL_OWNED = {"method", "seed", "output", "checkpoint"}
@@ -38,51 +37,6 @@ TeacherTrainSpec = create_model(
     __config__=ConfigDict(extra="forbid"),
     **{name: (field.annotation, field) for name, field in TeacherConfig.model_fields.items() if name not in _TEACHER_SKIP},
 )
-
-
-class Dim(BaseModel):
-    """One axis of the search space.
-
-    `relative: true` (default): values are multipliers of the method's reference value (its
-    resolved DistillConfig value: the method's reference weight, lr, ... or the base option),
-    so x0.1..x10 means the same for every method. `relative: false`: absolute values.
-    Either a range (`low`, `high`, log scale by default) or a list of `choices`.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    low: Optional[float] = Field(None, description="lower end of the range")
-    high: Optional[float] = Field(None, description="upper end of the range")
-    log: bool = Field(True, description="log-uniform between low and high (else uniform)")
-    relative: bool = Field(True, description="values multiply the method's reference value")
-    choices: Optional[list[float]] = Field(None, min_length=1, description="discrete values instead of a range")
-
-    @model_validator(mode="after")
-    def _check(self) -> "Dim":
-        if self.choices is not None:
-            if self.low is not None or self.high is not None:
-                raise ValueError("give either low/high or choices, not both")
-            return self
-        if self.low is None or self.high is None:
-            raise ValueError("a range needs both low and high (or give choices)")
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) is above high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log-scale range needs low > 0 (got {self.low})")
-        return self
-
-    def value(self, u: float) -> float:
-        """The design value at unit coordinate u in [0, 1)."""
-        if self.choices is not None:
-            return float(self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)])
-        if self.log:
-            return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
-        return float(self.low + u * (self.high - self.low))
-
-    def contains(self, x: float) -> bool:
-        if self.choices is not None:
-            return x in self.choices
-        return self.low * (1 - 1e-9) <= x <= self.high * (1 + 1e-9)
 
 
 class TrialResources(WorkerResources):
@@ -101,13 +55,6 @@ class TrialResources(WorkerResources):
         if self.workers == 0:
             return self.cpus_per_worker, self.gpus_per_worker
         return self.trial_cpus + self.workers * self.cpus_per_worker, self.workers * self.gpus_per_worker
-
-
-class Objective(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metric: str = Field("student_accuracy", description="final metric to optimise (optimize mode)")
-    mode: Literal["max", "min"] = "max"
 
 
 class EarlyStopping(BaseModel):
@@ -218,10 +165,14 @@ class SweepSpec(BaseModel):
         return self
 
     def base_for(self, method: str) -> DistillConfig:
-        """The base options of `method`'s trials: `base` updated by `method_base[method]`."""
+        """The base options of `method`'s trials: `base` updated by `method_base[method]`.
+
+        The teacher is the same in every trial, so trials do not evaluate it (`eval_teacher: false`) unless
+        the spec asks: `teacher_accuracy` in each row repeats the accuracy recorded in the teacher file."""
+        quiet_teacher = {} if "eval_teacher" in self.base.model_fields_set else {"eval_teacher": False}
         # the method is set first, so that a method_base block may hold that method's own options
-        return DistillConfig.model_validate({**self.base.model_dump(), **self.method_base.get(method, {}),
-                                             "method": method})
+        return DistillConfig.model_validate({**self.base.model_dump(), **quiet_teacher,
+                                             **self.method_base.get(method, {}), "method": method})
 
     # ------------------------------------------------------------ derived
     @property

@@ -28,7 +28,6 @@ import math
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 from ray.tune.integration.ray_train import TuneReportCallback
@@ -36,12 +35,10 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from rdskd_dist.adapters.train_failures import describe_error
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.redact import redact
+from rdskd_dist.tune.context import TrialContext
+from rdskd_dist.tune.rows import TRIAL_TIMING, checked_row, outcome_columns
 
 LOCATION_FILE = "location.json"  # in a Train run folder: where rank 0 ran, one entry per (re)start
-
-# Final metrics of a distillation (DistillResult fields) copied into the row.
-RESULT_FIELDS = ("student_accuracy", "teacher_accuracy", "iterations", "generator_steps", "student_steps",
-                 "train_time_s", "wall_time_s", "samples_per_s", "world_size", "device")
 
 
 def forwarded(metrics: dict[str, Any], student_steps: int) -> dict[str, Any]:
@@ -149,10 +146,6 @@ def _location_columns(storage: str, run_name: str) -> dict[str, Any]:
             "nodes": ",".join(dict.fromkeys(s.get("node_id") for s in starts if s.get("node_id")))}
 
 
-TIMING_COLUMNS = ("startup_s", "setup_s", "train_s", "eval_s", "finish_s", "trial_wall_s", "overhead_frac",
-                  "train_cpu_s")
-
-
 def timing_columns(started: float, metrics: dict[str, Any], ended: float) -> dict[str, Any]:
     """Where a trial's wall time went (seconds), from the trial's clock and the worker's `timing_...` marks:
 
@@ -167,7 +160,7 @@ def timing_columns(started: float, metrics: dict[str, Any], ended: float) -> dic
     In-process trials (`workers: 0`) have no worker marks: setup and evaluation count as `startup_s`.
     """
     wall = ended - started
-    out: dict[str, Any] = {k: None for k in TIMING_COLUMNS}
+    out: dict[str, Any] = {k: None for k in TRIAL_TIMING}
     out["trial_wall_s"] = round(wall, 3)
     marks = [metrics.get(f"timing_{k}") for k in ("worker_start_at", "setup_done_at", "train_done_at", "eval_done_at")]
     if all(isinstance(m, (int, float)) for m in marks):
@@ -191,12 +184,12 @@ def _set_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, math.floor(cpus)))
 
 
-def _run_in_process(cfg: DistillConfig, ctx: dict[str, Any], student_steps: int) -> tuple[dict[str, Any], dict]:
+def _run_in_process(cfg: DistillConfig, ctx: TrialContext, student_steps: int) -> tuple[dict[str, Any], dict]:
     from ray import tune
 
     from rdskd_dist.engine.run import run_distillation
 
-    _set_threads(ctx["trial"]["cpus_per_worker"])
+    _set_threads(ctx.spec.trial.cpus_per_worker)
     result = run_distillation(cfg, on_report=lambda m, _c: tune.report(forwarded(m, student_steps)))
     here = where_am_i()
     columns = {"result_path": str(cfg.output) if cfg.output else None, "checkpoint_path": None,
@@ -204,19 +197,19 @@ def _run_in_process(cfg: DistillConfig, ctx: dict[str, Any], student_steps: int)
     return {**result.to_dict(), "train_done": 1}, columns
 
 
-def _run_on_train(cfg: DistillConfig, ctx: dict[str, Any], key: str, student_steps: int) -> tuple[dict[str, Any], dict]:
+def _run_on_train(cfg: DistillConfig, ctx: TrialContext, key: str, student_steps: int) -> tuple[dict[str, Any], dict]:
     from rdskd_dist.adapters.ray_train import ScaleConfig, build_trainer
 
-    trial = ctx["trial"]
-    scale = ScaleConfig(workers=trial["workers"], cpus_per_worker=trial["cpus_per_worker"],
-                        gpus_per_worker=trial["gpus_per_worker"], max_failures=0)
+    trial = ctx.spec.trial
+    scale = ScaleConfig(workers=trial.workers, cpus_per_worker=trial.cpus_per_worker,
+                        gpus_per_worker=trial.gpus_per_worker, max_failures=0)
     # One Train run name per trial and sweep invocation: when Tune retries the trial (its process or a
     # worker died), the same name makes Ray Train resume from the run's last checkpoint. A later
     # --resume of the sweep is a new invocation and reruns an interrupted trial from its start.
-    run_name = f"{key}-{ctx['attempt']}"
+    run_name = f"{key}-{ctx.attempt}"
     trainer = build_trainer(cfg.model_copy(update={"output": None}), scale,
                             callbacks=[SweepReportCallback(student_steps)],
-                            run_name=run_name, storage=ctx["train_storage"])
+                            run_name=run_name, storage=ctx.train_storage)
     # Ray Train calls `train_loop_per_worker` at fit(); wrapping it records where rank 0 ran.
     trainer.train_loop_per_worker = located_train_loop
     result = trainer.fit()
@@ -224,58 +217,47 @@ def _run_on_train(cfg: DistillConfig, ctx: dict[str, Any], key: str, student_ste
     if not metrics.get("done"):
         raise RuntimeError(f"Ray Train run {run_name} ended without a final result")
     metrics = forwarded(metrics, student_steps)
-    columns = {"result_path": redact(f"{ctx['train_storage'].rstrip('/')}/{run_name}"),  # no credentials in rows
+    columns = {"result_path": redact(f"{ctx.train_storage.rstrip('/')}/{run_name}"),  # no credentials in rows
                "checkpoint_path": result.checkpoint.path if result.checkpoint else None,
-               **_location_columns(ctx["train_storage"], run_name)}
+               **_location_columns(ctx.train_storage, run_name)}
     return metrics, columns
 
 
-def run_trial(config: dict[str, Any], ctx: dict[str, Any]) -> None:
-    """The function trainable. `config["plan"]`: key/method/point/seed/x (robustness) or `config["x"]`
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The function trainable. `config["plan"]`: a `TrialPlan` as a dict (robustness) or `config["x"]`
     (optimize: design values from the searcher; the method and seed come from `ctx`)."""
     from ray import tune
 
-    from rdskd_dist.tune.design import trial_config
-    from rdskd_dist.tune.spec import Dim
-
     started = time.time()
     trial_id = tune.get_context().get_trial_id()
-    if "plan" in config:
-        plan = dict(config["plan"])
-    else:
-        x = {k: float(v) for k, v in (config.get("x") or {}).items()}
-        plan = {"key": f"{ctx['method']}-{trial_id}", "method": ctx["method"], "point": None,
-                "seed": ctx["seeds"][0], "x": x}
-    space = {name: Dim.model_validate(d) for name, d in ctx["space"].items()}
-    key, method = plan["key"], plan["method"]
-    row: dict[str, Any] = {
-        "sweep": ctx["sweep"], "mode": ctx["mode"], "key": key, "method": method, "point": plan["point"],
-        "seed": plan["seed"], "trial_id": trial_id, "attempt": ctx["attempt"], "started_at": started,
-        "status": "failed", "error": None,
-        **{f"mult_{name}": plan["x"][name] for name, dim in space.items() if dim.relative},
-    }
+    plan = ctx.plan(config, trial_id)
+    score = ctx.spec.objective.metric
+    row: dict[str, Any] = {**ctx.first_columns(plan, trial_id), "started_at": started, "status": "failed",
+                           "error": None}
     metrics: dict[str, Any] = {}
     try:
-        base = DistillConfig.model_validate({**ctx["base"], **ctx["method_base"].get(method, {}), "method": method})
-        out = Path(ctx["sweep_dir"]) / "trials" / key if ctx["trial"]["workers"] == 0 else None
-        cfg, columns = trial_config(base, method, plan["seed"], space, plan["x"], out)
+        cfg, columns = ctx.trial_config(plan)
         row.update(columns)
-        if ctx["trial"]["workers"] == 0:
+        if ctx.spec.trial.workers == 0:
             metrics, paths = _run_in_process(cfg, ctx, columns["budget_student_steps"])
         else:
-            metrics, paths = _run_on_train(cfg, ctx, key, columns["budget_student_steps"])
+            metrics, paths = _run_on_train(cfg, ctx, plan.key, columns["budget_student_steps"])
         row.update(paths)
-        row.update({k: metrics.get(k) for k in RESULT_FIELDS})
+        row.update(outcome_columns(metrics))
         row.update(timing_columns(started, metrics, time.time()))
         acc = metrics.get("student_accuracy")
         if acc is None or not math.isfinite(float(acc)):
             raise RuntimeError(f"no finite student accuracy in the final result (got {acc!r})")
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - every failure becomes a failed row, never a lost trial
-        if ctx["trial"].get("max_failures") and is_lost_worker(exc):
+        if ctx.spec.trial.max_failures and is_lost_worker(exc):
             raise  # a lost node or process: Tune retries the trial (FailureConfig), from its checkpoint
-        row["status"], row["error"], row["student_accuracy"] = "failed", describe_error(exc), None
-        metrics = {k: v for k, v in metrics.items() if k != "student_accuracy"}  # a failed trial is never scored
+        row["status"], row["error"] = "failed", describe_error(exc)
+        row["student_accuracy"] = row[score] = None  # a failed trial is never scored
+        metrics = {k: v for k, v in metrics.items() if k not in ("student_accuracy", score)}
     row["finished_at"] = time.time()
+    row = checked_row(row)
     closing = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not k.startswith("timing_")}
+    if row.get(score) is not None:  # the score under its row name, for the searcher (health/x -> health_x)
+        closing[score] = row[score]
     tune.report({**closing, "row_status": row["status"], "row": json.dumps(row, default=str)})
