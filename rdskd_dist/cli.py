@@ -2,7 +2,8 @@
 
 Options come from the model's fields (help text from their descriptions), a `--config FILE`
 YAML holds the same keys, and command-line options override the file. pydantic validates
-the merged result, so the CLI, YAML specs and Python callers share one set of rules.
+the merged result, so the CLI, YAML specs and Python callers share one set of rules (YAML loading
+and the one-line error messages live in `config_sources.py`, shared with the sweep spec).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from rdskd_dist.errors import UserError
+from rdskd_dist.config_sources import YamlFile, validate_with_sources
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -67,79 +67,6 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         fresh = {name for name in options.model_fields if name not in seen}
         add_model_options(parser, options, skip=set(options.model_fields) - fresh)
         seen |= fresh
-
-
-def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
-    """Map each key path of a YAML document to its 1-based line, for error messages."""
-    lines: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = prefix + (key.value,)
-            lines[path] = key.start_mark.line + 1
-            lines.update(_key_lines(value, path))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            lines[prefix + (i,)] = value.start_mark.line + 1
-            lines.update(_key_lines(value, prefix + (i,)))
-    return lines
-
-
-class YamlFile:
-    """A YAML mapping plus the line of every key, so that validation errors can point at them."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        try:
-            text = self.path.read_text()
-        except OSError as exc:
-            raise UserError(f"cannot read config file {self.path}: {exc.strerror or exc}") from None
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{self.path}:{mark.line + 1}" if mark else str(self.path)
-            raise UserError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-        if data is None:
-            data, node = {}, None
-        if not isinstance(data, dict):
-            raise UserError(f"{self.path}:1: expected a mapping of option names to values")
-        self.data: dict[str, Any] = data
-        self.lines = _key_lines(node) if node is not None else {}
-
-    def where(self, loc: tuple) -> str | None:
-        for n in range(len(loc), 0, -1):
-            if tuple(loc[:n]) in self.lines:
-                return f"{self.path}:{self.lines[tuple(loc[:n])]}"
-        return None
-
-
-def format_validation_error(exc: ValidationError, source: YamlFile | None = None, cli_keys: set[str] = frozenset()) -> str:
-    """All of pydantic's complaints on one line, each with its option and, for YAML, file:line."""
-    parts = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        name = ".".join(str(p) for p in loc) or "config"
-        prefix = ""
-        if source is not None and (not loc or loc[0] not in cli_keys):
-            prefix = (source.where(loc) or str(source.path)) + ": "
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown option"
-        elif err["type"] == "value_error":  # our own validators already name the value
-            msg = msg.removeprefix("Value error, ")
-        elif "input" in err and not isinstance(err["input"], (dict, list)):
-            msg = f"{msg} (got {err['input']!r})"
-        parts.append(f"{prefix}{name}: {msg}")
-    return "invalid config: " + "; ".join(parts)
-
-
-def validate_with_sources(model: type[M], file_values: YamlFile | None, cli_values: dict[str, Any]) -> M:
-    merged = {**(file_values.data if file_values else {}), **cli_values}
-    try:
-        return model.model_validate(merged)
-    except ValidationError as exc:
-        raise UserError(format_validation_error(exc, file_values, set(cli_values))) from None
 
 
 class OneLineParser(argparse.ArgumentParser):

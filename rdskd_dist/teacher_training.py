@@ -1,0 +1,93 @@
+"""Training a teacher classifier on real data (the library behind `python -m rdskd_dist.teacher` and a
+sweep's `teacher_train` block). Saving and loading teacher checkpoints is `teachers.py`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from rdskd_dist.data import ImageTensors, get_spec, load_split
+from rdskd_dist.engine.evaluate import autocast, evaluate_accuracy
+from rdskd_dist.engine.run import resolve_device
+from rdskd_dist.models import create_model
+
+
+class TeacherConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field("digits", description="dataset to train on")
+    data_root: Optional[Path] = Field(None, description="folder with the dataset files (else $RDSKD_DATA_ROOT)")
+    download: bool = Field(False, description="let torchvision download missing dataset files")
+    arch: Optional[str] = Field(None, description="teacher architecture (default: the dataset's reference)")
+    out: Path = Field(Path("teacher.pt"), description="checkpoint file to write (plus OUT.sha256)")
+    epochs: PositiveInt = Field(10, description="passes over the training split")
+    batch_size: PositiveInt = Field(128, description="training batch size")
+    lr: PositiveFloat = Field(1e-3, description="peak learning rate (cosine decay to 0)")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="adam, or sgd with momentum 0.9 and nesterov")
+    weight_decay: NonNegativeFloat = Field(0.0, description="weight decay")
+    augment: bool = Field(True, description="random 32x32 crops of the image padded by 2 (4 for 3-channel data) and, "
+                                            "for 3-channel data, horizontal flips")
+    seed: int = Field(0, description="random seed")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast or fp32")
+
+
+def _augment(x: torch.Tensor, flip: bool, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Random crops (and flips) of a normalised batch, on the batch's device."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if flip:
+        mask = torch.rand(n, generator=gen) < 0.5
+        out[mask] = out[mask].flip(-1)
+    return out
+
+
+def train_teacher(cfg: TeacherConfig, log=print) -> tuple[torch.nn.Module, float]:
+    spec = get_spec(cfg.dataset)
+    train: ImageTensors = load_split(cfg.dataset, "train", cfg.data_root, cfg.download)
+    test: ImageTensors = load_split(cfg.dataset, "test", cfg.data_root, cfg.download)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = create_model(cfg.arch or spec.teacher_arch, num_classes=spec.num_classes, in_channels=spec.channels,
+                         image_size=spec.image_size).to(device)
+    steps_per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.15)
+    pad = 4 if spec.channels == 3 else 2
+    for epoch in range(cfg.epochs):
+        model.train()
+        start, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
+        order = torch.randperm(len(train), generator=gen)
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = train.normalized(idx, device=device)
+            if cfg.augment:
+                x = _augment(x, flip=spec.channels == 3, pad=pad, gen=gen)
+            y = train.labels[idx].to(device)
+            with autocast(device, cfg.precision):
+                loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach().cpu() * len(idx)
+            seen += len(idx)
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum.item() / seen:.4f} "
+            f"({seen / (time.perf_counter() - start):.0f} img/s)")
+    accuracy = evaluate_accuracy(model, test, device, precision=cfg.precision)
+    return model.cpu(), accuracy
+
+
+__all__ = ["TeacherConfig", "train_teacher"]
