@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rdskd_dist.tracking.names import DEFAULT_OBJECTIVE
 
 PERCENT = ("student_accuracy", "teacher_accuracy", "health_agreement")  # shown with a % sign
-LABELS = {"student_accuracy": "student test accuracy"}
+LABELS = {"student_accuracy": "student test accuracy", "health_agreement": "student-teacher agreement"}
 
 
 class Objective(BaseModel):
