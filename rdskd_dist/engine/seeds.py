@@ -8,6 +8,7 @@ from __future__ import annotations
 
 _RANKS_PER_SEED = 1000
 _POOL_OFFSET = 7919  # keeps the pool's stream apart from every rank's noise stream of the same seed
+_HELD_OUT_OFFSET = 104_729  # the health check's noise and later generators' weights: never a training stream
 
 
 def noise_seed(seed: int, rank: int) -> int:
@@ -25,4 +26,14 @@ def joining_rank_noise_seed(seed: int, rank: int, iteration: int) -> int:
     return noise_seed(seed, rank) + _POOL_OFFSET * iteration
 
 
-__all__ = ["noise_seed", "pool_seed", "joining_rank_noise_seed"]
+def health_noise_seed(seed: int, rank: int) -> int:
+    """Held-out noise for the health check (`engine/health.py`), so its numbers do not reuse training latents."""
+    return noise_seed(seed, rank) + _HELD_OUT_OFFSET
+
+
+def later_generator_seed(seed: int, index: int) -> int:
+    """Initial weights of stage 1's generator number `index` (>= 1) with `generators > 1`: the same on every rank."""
+    return seed * _RANKS_PER_SEED + _HELD_OUT_OFFSET * index
+
+
+__all__ = ["noise_seed", "pool_seed", "joining_rank_noise_seed", "health_noise_seed", "later_generator_seed"]
