@@ -137,6 +137,9 @@ def load_teacher(path: str | os.PathLike, spec: DatasetSpec, *, arch: str | None
         if obj.get("dataset") not in (None, spec.name):
             raise UserError(f"teacher {path} was trained on {obj['dataset']}, not {spec.name}")
         state_dict, meta = obj["state_dict"], {"test_accuracy": obj.get("test_accuracy"), "dataset": obj.get("dataset")}
+        if "image_size" in arch_spec and arch_spec["image_size"] != spec.image_size:
+            # built for this run's inputs (--image-size): zoo nets that take only 32x32 say so in one line
+            arch_spec["image_size"] = spec.image_size
     else:
         if arch is None:
             raise UserError(f"teacher {path} is a bare state_dict: pass --teacher-arch (e.g. {spec.teacher_arch})")
@@ -164,6 +167,16 @@ def freeze(model: nn.Module, spec: DatasetSpec | None = None, feature_layer: str
     return model
 
 
+def _input_note(spec: DatasetSpec) -> str:
+    """Where the input shape came from, when options changed the dataset's (a hint in shape errors)."""
+    from rdskd_dist.data import get_spec
+
+    own = get_spec(spec.name)
+    changed = [opt for opt, differs in (("--image-size", spec.image_size != own.image_size),
+                                        ("--teacher-mean/--teacher-std", spec.channels != own.channels)) if differs]
+    return f" (set by {' and '.join(changed)})" if changed else ""
+
+
 def _check_classes(model: nn.Module, spec: DatasetSpec, source: str) -> None:
     param = next(model.parameters(), None)
     shape = (2, spec.channels, spec.image_size, spec.image_size)
@@ -172,7 +185,7 @@ def _check_classes(model: nn.Module, spec: DatasetSpec, source: str) -> None:
             out = model(torch.zeros(shape, device=param.device if param is not None else None))
     except (RuntimeError, ValueError, TypeError) as exc:
         raise UserError(f"{source} fails on {spec.channels}x{spec.image_size}x{spec.image_size} inputs of dataset "
-                        f"{spec.name}: {exc}") from None
+                        f"{spec.name}{_input_note(spec)}: {exc}") from None
     logits = out.logits if hasattr(out, "logits") else out
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise UserError(f"{source} does not return logits of shape (batch, classes) for "

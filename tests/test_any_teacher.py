@@ -166,7 +166,8 @@ def test_health_is_quiet_on_a_healthy_run(digits_teacher, tmp_path, capsys):
     result = run_distillation(cfg)
     assert not result.health["collapsed"] and result.health["effective_classes"] > 5
     assert 0.0 <= result.health["agreement"] <= 100.0 and 0.1 < result.health["mean_confidence"] <= 1.0
-    assert "warning: generated samples collapsed" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: generated samples collapsed" not in err and "warning: generated samples collapsing" not in err
     assert json.loads((tmp_path / "result.json").read_text())["health"] == result.health
 
 
@@ -185,3 +186,199 @@ def test_health_numbers_and_metrics():
     flat = flat_health(balanced)
     assert health_from_flat(flat) == {k: v for k, v in balanced.items() if k != "class_histogram"}
     assert final_metrics(flat)["health/agreement"] == 50.0  # a Ray Train result carries them flat
+    probed = {**balanced, "probe_samples": 20, "probe_student_accuracy": 55.0, "probe_teacher_accuracy": 90.0}
+    assert final_metrics({"health": probed})["health/probe_student_accuracy"] == 55.0
+    assert flat_health(probed)["health/probe_teacher_accuracy"] == 90.0
+
+
+# ---------------------------------------------------------------- inputs from options (--image-size, mean, std)
+
+def _rgb28_teacher() -> nn.Module:
+    torch.manual_seed(0)
+    return PlainCNN(in_channels=3)
+
+
+RGB28 = dict(image_size=28, teacher_mean=[0.5, 0.5, 0.5], teacher_std=[0.25, 0.25, 0.25], student="wrn16_1")
+
+
+def test_input_spec_from_options():
+    from rdskd_dist.data import input_spec
+
+    spec = input_spec(DistillConfig(dataset="digits", **RGB28))
+    assert (spec.image_size, spec.channels, spec.mean, spec.std) == (28, 3, (0.5,) * 3, (0.25,) * 3)
+    assert spec.with_input(28, [0.5] * 3, [0.25] * 3) == spec  # applying the options again changes nothing
+    assert input_spec(DistillConfig(dataset="digits")) == get_spec("digits")
+    same = input_spec(DistillConfig(dataset="cifar10", teacher_mean=[0.5, 0.5, 0.5]))  # std stays the dataset's
+    assert same.channels == 3 and same.std == get_spec("cifar10").std
+    for bad, message in [
+        (dict(image_size=30), "image_size must be a positive multiple of 4"),
+        (dict(teacher_mean=[0.5, 0.5, 0.5]), "a 3-channel teacher on digits .* needs both teacher_mean and teacher_std"),
+        (dict(teacher_mean=[0.5], teacher_std=[0.2, 0.2, 0.2]), "teacher_mean has 1 values but teacher_std has 3"),
+        (dict(teacher_mean=[0.5, 0.5], teacher_std=[0.2, 0.2]), "a teacher of 2 channels is not supported"),
+        (dict(teacher_std=[0.0]), "teacher_std values must be positive"),
+        (dict(teacher_mean=[]), "teacher_mean: give one value per input channel"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            DistillConfig(dataset="digits", **bad)
+
+
+def test_generator_follows_the_input_size():
+    from rdskd_dist.models import create_model
+
+    for size in (28, 64):
+        generator = create_model("dafl_generator", latent_dim=8, out_channels=3, image_size=size).eval()
+        assert generator(torch.randn(2, 8)).shape == (2, 3, size, size)
+    with pytest.raises(UserError, match="multiple of 4"):
+        create_model("dafl_generator", image_size=30)
+
+
+def test_evaluation_data_resized_and_converted():
+    from rdskd_dist.data import load_split
+
+    own = load_split("digits", "test")
+    assert load_split("digits", "test", spec=get_spec("digits").with_input(32)).images.equal(own.images)
+    spec = get_spec("digits").with_input(28, [0.5] * 3, [0.25] * 3)
+    data = load_split("digits", "test", spec=spec)  # resized from the native 8x8, grey repeated
+    assert data.images.shape == (360, 3, 28, 28) and data.images.dtype == torch.uint8
+    assert data.images[:, 0].equal(data.images[:, 2]) and data.labels.equal(own.labels)
+    x = data.normalized(slice(0, 4))
+    torch.testing.assert_close(x, (data.images[:4].float() / 255 - 0.5) / 0.25)
+    again = own.to_spec(spec)  # the path of a test split loaded at the dataset's size (Ray Train workers)
+    assert again.images.shape == (360, 3, 28, 28) and again.spec == spec
+    grey = again.to_spec(get_spec("digits").with_input(28))  # colour back to luminance
+    assert grey.images.shape == (360, 1, 28, 28) and (grey.images.int() - again.images[:, :1].int()).abs().max() <= 1
+
+
+def test_non_32_rgb_teacher_on_grey_data_with_a_probe_set(tmp_path, capsys):
+    """A 3-channel 28x28 plain teacher on the grey digits: generator, student, test split and probe set follow."""
+    import numpy as np
+
+    from rdskd_dist.engine import Distiller
+    from rdskd_dist.engine.loop import unwrap
+
+    cfg = DistillConfig(**{**TINY, **RGB28}, method="rdskd")
+    from rdskd_dist.models import LogitsOnly
+
+    # an unprobed hooked teacher: the engine learns its feature shapes on 3x28x28 inputs
+    engine = Distiller(cfg, LogitsOnly(_rgb28_teacher()), get_spec("digits"), torch.device("cpu"))
+    assert unwrap(engine.generator)(torch.randn(2, cfg.latent_dim or 100)).shape == (2, 3, 28, 28)
+    assert engine.teacher.penultimate_dim == 16 and engine.spec.image_size == 28
+
+    rng = np.random.default_rng(0)
+    probe = tmp_path / "probe.npz"  # grey 8x8, like the digits: resized and repeated to 3x28x28
+    np.savez(probe, images=rng.integers(0, 256, (20, 1, 8, 8), dtype=np.uint8), labels=np.arange(20) % 10)
+    result, keys = _run(_rgb28_teacher(), **RGB28, probe_data=probe, eval_teacher=True, output=tmp_path / "out")
+    health = result.health
+    assert health["probe_samples"] == 20 and 0 <= health["probe_student_accuracy"] <= 100
+    assert 0 <= health["probe_teacher_accuracy"] <= 100 and result.teacher_accuracy is not None
+    assert "probe_student_acc=" in result.line() and "probe_teacher_acc=" in result.line()
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert saved["health"]["probe_samples"] == 20 and saved["config"]["image_size"] == 28
+    assert {"batch_health/effective_classes", "batch_health/mean_confidence"} <= keys
+
+
+def test_zoo_models_that_need_32_say_so(digits_teacher):
+    with pytest.raises(UserError, match="LeNet-5 takes 32x32 inputs, not 28x28"):
+        load_teacher(digits_teacher, get_spec("digits").with_input(28))
+    with pytest.raises(UserError, match="LeNet-5 takes 32x32 inputs, not 28x28"):  # the default student
+        _run(plain_teacher(), image_size=28)
+
+
+# ---------------------------------------------------------------- --probe-data
+
+def _probe_file(tmp_path, name, **content):
+    import numpy as np
+
+    path = tmp_path / name
+    if name.endswith(".npz"):
+        np.savez(path, **content)
+    else:
+        torch.save(content, path)
+    return path
+
+
+def test_probe_data_formats(tmp_path):
+    from rdskd_dist.data import load_probe
+
+    spec = get_spec("digits")
+    images, labels = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8), torch.tensor([0, 1, 2, 3, 4, 9])
+    pt = load_probe(_probe_file(tmp_path, "p.pt", images=images, labels=labels), spec)
+    npz = load_probe(_probe_file(tmp_path, "p.npz", images=images.numpy(), labels=labels.numpy()), spec)
+    assert pt.images.shape == (6, 1, 32, 32) and pt.images.equal(npz.images) and pt.labels.equal(labels)
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("missing.pt", None, "probe set file not found"),
+    ("p.csv", dict(images=1), "unknown format '.csv'; use .pt"),
+    ("p.pt", dict(images=torch.zeros(2, 1, 8, 8, dtype=torch.uint8)), "has no 'labels'"),
+    ("p.pt", dict(images=torch.zeros(2, 1, 8, 8), labels=torch.zeros(2, dtype=torch.int64)), "must be uint8 N x C"),
+    ("p.pt", dict(images=torch.zeros(2, 8, 8, dtype=torch.uint8), labels=torch.zeros(2, dtype=torch.int64)),
+     "must be uint8 N x C x H x W"),
+    ("p.pt", dict(images=torch.zeros(2, 1, 8, 8, dtype=torch.uint8), labels=torch.zeros(3, dtype=torch.int64)),
+     r"'labels' must be int64 of shape \(2,\)"),
+    ("p.pt", dict(images=torch.zeros(2, 1, 8, 8, dtype=torch.uint8), labels=torch.tensor([0, 10])),
+     "labels span 0..10, but digits has classes 0..9"),
+    ("p.pt", dict(images=torch.zeros(2, 2, 8, 8, dtype=torch.uint8), labels=torch.zeros(2, dtype=torch.int64)),
+     "images have 2 channels"),
+    ("p.pt", dict(images=torch.zeros(2, 1, 8, 8, dtype=torch.uint8), labels=torch.zeros(2, dtype=torch.int64),
+                  note=Path("x")), "refusing to load probe set"),  # pickled objects other than tensors
+    ("p.npz", dict(images=[[1]], labels=[object()]), "only plain numeric arrays"),
+])
+def test_bad_probe_file_is_one_line_before_training(tmp_path, name, content, message):
+    path = tmp_path / name if content is None else _probe_file(tmp_path, name, **content)
+    if name.endswith(".npz"):
+        import numpy as np
+
+        np.savez(path, images=np.zeros((1, 1, 2, 2), np.uint8), labels=np.array([object()], dtype=object))
+    reports = []
+    with pytest.raises(UserError, match=message) as info:
+        run_distillation(DistillConfig(**TINY, probe_data=path), teacher=plain_teacher(),
+                         on_report=lambda m, _c: reports.append(m))
+    assert "\n" not in str(info.value) and not reports  # refused before the first step
+
+
+# ---------------------------------------------------------------- health during the run
+
+def test_live_health_in_every_report_and_one_warning(capsys):
+    teacher = plain_teacher()
+    with torch.no_grad():
+        teacher.head.bias.zero_()
+        teacher.head.bias[3] = 50.0  # every sample is class 3, from the first batch on
+    reports = []
+    run_distillation(DistillConfig(**TINY), teacher=teacher,
+                     on_report=lambda m, _c: reports.append(m))
+    assert len(reports) == 4
+    for m in reports:
+        assert m["batch_health/effective_classes"] == pytest.approx(1.0)
+        assert m["batch_health/top_class_fraction"] == 1.0 and 0.99 < m["batch_health/mean_confidence"] <= 1.0
+    err = capsys.readouterr().err
+    assert err.count("warning: generated samples collapsing") == 1 and "at step 1: class 3 holds 100%" in err
+    assert err.count("warning: generated samples collapsed:") == 1  # the final health line, once too
+
+
+def test_live_health_warning_state_survives_resume():
+    from rdskd_dist.engine import Distiller
+
+    cfg = DistillConfig(**TINY)
+    engine = Distiller(cfg, plain_teacher(), get_spec("digits"), torch.device("cpu"))
+    engine.live.warned = True
+    state = engine.state_dict()
+    other = Distiller(cfg, plain_teacher(), get_spec("digits"), torch.device("cpu"))
+    assert not other.live.warned
+    other.load_state_dict(state)
+    assert other.live.warned
+
+
+def test_live_health_numbers():
+    from rdskd_dist.engine.health import LiveHealth
+
+    live = LiveHealth(num_classes=4)
+    assert live.stats() is None
+    logits = torch.full((8, 4), -10.0)
+    logits[torch.arange(8), torch.arange(8) % 4] = 10.0  # balanced and confident
+    live.observe(logits)
+    values = live.stats().tolist()
+    assert values[:4] == [0.25] * 4 and values[4] == pytest.approx(1.0, abs=1e-6)
+    metrics = live.metrics(values, step=5)
+    assert metrics["batch_health/effective_classes"] == pytest.approx(4.0) and not live.warned
+    assert live.stats() is None  # each report reads the batch once

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import torch
 
-from rdskd_dist.data.tensors import resize_to_32
-
 TRAIN_SIZE = 1437
 TEST_SIZE = 360
 _SPLIT_SEED = 0
@@ -36,10 +34,11 @@ def _digits_arrays():
 
 
 def load_digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed seeded split (first 1437 of a permutation train, last 360 test), upscaled to 32x32."""
+    """Fixed seeded split (first 1437 of a permutation train, last 360 test): float 1x8x8 images on the 0..255
+    scale (load_split upscales them once, to 32x32 by default, and rounds to uint8)."""
     raw_images, raw_labels = _digits_arrays()
     images = torch.as_tensor(raw_images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
     labels = torch.as_tensor(raw_labels, dtype=torch.int64)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(_SPLIT_SEED))
     chosen = order[:TRAIN_SIZE] if split == "train" else order[-TEST_SIZE:]
-    return resize_to_32(images[chosen]), labels[chosen]
+    return images[chosen], labels[chosen]

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from rdskd_dist.data.paths import fetch, find_first, missing_error, require_root
-from rdskd_dist.data.tensors import resize_to_32
 from rdskd_dist.errors import UserError
 
 _IDX_UBYTE = 0x08
@@ -49,7 +48,7 @@ def _locate(dirs: list[Path], names: tuple[str, ...]) -> dict[str, Path | None]:
 
 
 def load_mnist(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images resized once to uint8 1x32x32 (as torchvision Resize(32) would) and int64 labels."""
+    """uint8 1x28x28 images (load_split resizes them once, to 32x32 by default) and int64 labels."""
     names = _FILES[split]
     root = require_root("mnist", root, download, " and ".join(f"{n}.gz" for n in names))
     dirs = [root, root / "MNIST" / "raw", root / "mnist"]
@@ -69,5 +68,4 @@ def load_mnist(split: str, root: Path | None, download: bool) -> tuple[torch.Ten
         raise UserError(
             f"mnist: {image_path} has {images.shape[0]} images but {label_path} has {labels.shape[0]} labels"
         )
-    images_32 = resize_to_32(torch.from_numpy(images).unsqueeze(1))
-    return images_32, torch.from_numpy(labels.astype(np.int64))
+    return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))

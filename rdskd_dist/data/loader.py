@@ -12,9 +12,9 @@ from rdskd_dist.data.cifar import load_cifar10, load_cifar100
 from rdskd_dist.data.digits import load_digits_split
 from rdskd_dist.data.idx import load_mnist
 from rdskd_dist.data.paths import resolve_data_root
-from rdskd_dist.data.registry import get_spec
+from rdskd_dist.data.registry import DatasetSpec, get_spec
 from rdskd_dist.data.svhn import load_svhn
-from rdskd_dist.data.tensors import ImageTensors
+from rdskd_dist.data.tensors import ImageTensors, to_input
 from rdskd_dist.errors import UserError
 
 SPLITS = ("train", "test")
@@ -34,12 +34,17 @@ def load_split(
     split: str,
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
+    spec: DatasetSpec | None = None,
 ) -> ImageTensors:
-    """Load a whole split into memory as uint8 32x32 images with int64 labels.
+    """Load a whole split into memory as uint8 images (32x32 by default) with int64 labels.
 
     root falls back to $RDSKD_DATA_ROOT; download=True fetches via torchvision only if files are missing.
+    `spec`: the dataset's spec with other inputs (`DatasetSpec.with_input`): the images are resized from
+    their native size (MNIST 28, digits 8) and their channels converted once, here.
     """
-    spec = get_spec(name)
+    spec = get_spec(name) if spec is None else spec
+    if spec.name != name:
+        raise ValueError(f"load_split({name!r}) got the spec of {spec.name!r}")
     if split not in SPLITS:
         raise UserError(f"{name}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
     images, labels = _LOADERS[name](split, resolve_data_root(root), download)
@@ -48,4 +53,4 @@ def load_split(
             f"{name} {split}: labels span {int(labels.min())}..{int(labels.max())}, "
             f"expected 0..{spec.num_classes - 1} (wrong or corrupt files?)"
         )
-    return ImageTensors(images=images, labels=labels, spec=spec)
+    return ImageTensors(images=to_input(images, spec), labels=labels, spec=spec)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
-from rdskd_dist.errors import UnknownNameError
+from rdskd_dist.errors import UnknownNameError, UserError
+
+SIZE_MULTIPLE = 4  # the generator starts at image_size / 4 and upsamples twice by 2
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,40 @@ class DatasetSpec:
     description: str
     # A dataset without reference settings of its own borrows those of this one (digits: mnist).
     reference_dataset: str = ""
+
+    def with_input(self, image_size: int | None = None, mean: Sequence[float] | None = None,
+                   std: Sequence[float] | None = None) -> "DatasetSpec":
+        """The dataset as a teacher of other inputs sees it (`--image-size`, `--teacher-mean`, `--teacher-std`).
+
+        The number of channels is the length of mean/std; it may differ from the dataset's only as 1 <-> 3
+        (grey images repeated, colour images to luminance). Everything else keeps the dataset's values, so
+        applying the same options twice gives the same spec. Bad values are a one-line UserError.
+        """
+        if image_size is None and mean is None and std is None:
+            return self
+        size = self.image_size if image_size is None else int(image_size)
+        if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+            raise UserError(f"image_size must be a positive multiple of {SIZE_MULTIPLE} (the generator upsamples "
+                            f"twice by 2 from image_size/4), got {size}")
+        given = {name: tuple(float(v) for v in values) for name, values in (("teacher_mean", mean), ("teacher_std", std))
+                 if values is not None}
+        if any(not values for values in given.values()):
+            raise UserError(f"{', '.join(k for k, v in given.items() if not v)}: give one value per input channel")
+        lengths = {len(values) for values in given.values()}
+        if len(lengths) > 1:
+            raise UserError(f"teacher_mean has {len(given['teacher_mean'])} values but teacher_std has "
+                            f"{len(given['teacher_std'])}: give one value per input channel in each")
+        channels = lengths.pop() if lengths else self.channels
+        if channels not in (1, 3) and channels != self.channels:
+            raise UserError(f"{self.name} images have {self.channels} channel(s); a teacher of {channels} channels "
+                            "is not supported (1 or 3: grey images are repeated, colour ones turned to luminance)")
+        if channels != self.channels and len(given) < 2:
+            raise UserError(f"a {channels}-channel teacher on {self.name} ({self.channels} channel(s)) needs both "
+                            "teacher_mean and teacher_std, one value per channel")
+        mean_t, std_t = given.get("teacher_mean", self.mean), given.get("teacher_std", self.std)
+        if any(not s > 0 for s in std_t):
+            raise UserError(f"teacher_std values must be positive, got {', '.join(map(str, std_t))}")
+        return replace(self, image_size=size, channels=channels, mean=mean_t, std=std_t)
 
 
 _SPECS: dict[str, DatasetSpec] = {
@@ -97,6 +135,13 @@ _SPECS: dict[str, DatasetSpec] = {
 def list_datasets() -> list[str]:
     """Names accepted by get_spec/load_split, sorted for stable help text."""
     return sorted(_SPECS)
+
+
+def input_spec(cfg: Any) -> DatasetSpec:
+    """The spec a run's teacher, generator and student see: `cfg.dataset`'s, with the config's `image_size`,
+    `teacher_mean` and `teacher_std` (any object with these attributes, e.g. a DistillConfig)."""
+    return get_spec(cfg.dataset).with_input(getattr(cfg, "image_size", None), getattr(cfg, "teacher_mean", None),
+                                            getattr(cfg, "teacher_std", None))
 
 
 def get_spec(name: str) -> DatasetSpec:

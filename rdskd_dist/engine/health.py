@@ -14,6 +14,15 @@ depend on where the training noise stream stopped) and reports:
 - `collapsed`: one class holds more than half the samples, or fewer than half the classes are in effect.
 
 With several workers each rank scores its own samples and the counts are summed.
+
+With `--probe-data` (a small labelled set the user has, `data/probe.py`), the student's and the teacher's
+accuracy on it join these numbers (`probe_samples`, `probe_student_accuracy`, `probe_teacher_accuracy`),
+apart from any test split.
+
+During the run, `LiveHealth` watches the teacher's outputs on the last batch before each report (no extra
+forward pass): `batch_health/effective_classes`, `batch_health/mean_confidence` and
+`batch_health/top_class_fraction` join the reported metrics (and so MLflow), and the first report whose
+batch looks collapsed prints one warning line; later ones stay quiet.
 """
 
 from __future__ import annotations
@@ -25,12 +34,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rdskd_dist.engine.evaluate import autocast
+from rdskd_dist.engine.evaluate import autocast, evaluate_accuracy
 
 HEALTH_BATCHES = 8
 HEALTH_MAX_BATCH = 256
 _SEED_OFFSET = 104_729  # held-out noise: never the training stream (seed * 1000 + rank) nor the pool's (+7919)
-SCALAR_KEYS = ("samples", "agreement", "effective_classes", "top_class_fraction", "mean_confidence", "collapsed")
+SCALAR_KEYS = ("samples", "agreement", "effective_classes", "top_class_fraction", "mean_confidence", "collapsed",
+               "probe_samples", "probe_student_accuracy", "probe_teacher_accuracy")
+LIVE_PREFIX = "batch_health/"
 
 
 @torch.no_grad()
@@ -67,7 +78,80 @@ def generation_health(engine: Any, batches: int = HEALTH_BATCHES) -> dict[str, A
     if engine.world_size > 1 and dist.is_initialized():
         dist.all_reduce(totals)
     counts = totals[:num_classes].tolist()
-    return summarize(counts, agree=totals[num_classes].item(), confidence=totals[num_classes + 1].item())
+    health = summarize(counts, agree=totals[num_classes].item(), confidence=totals[num_classes + 1].item())
+    probe = getattr(engine, "probe_data", None)
+    if probe is not None:
+        health.update(probe_scores(engine, probe))
+    return health
+
+
+def probe_scores(engine: Any, probe: Any) -> dict[str, Any]:
+    """Student and teacher top-1 accuracy (percent) on the user's labelled probe set."""
+    from rdskd_dist.engine.loop import unwrap
+
+    cfg = engine.cfg
+    kwargs = dict(batch_size=cfg.eval_batch_size, precision=cfg.precision, channels_last=cfg.channels_last,
+                  rank=engine.rank, world_size=engine.world_size)
+    return {"probe_samples": len(probe),
+            "probe_student_accuracy": evaluate_accuracy(unwrap(engine.student), probe, engine.device, **kwargs),
+            "probe_teacher_accuracy": evaluate_accuracy(engine.teacher, probe, engine.device, **kwargs)}
+
+
+def result_suffix(health: dict[str, Any]) -> str:
+    """The health part of the result line (empty without health numbers)."""
+    out = ""
+    if "agreement" in health and "effective_classes" in health:
+        out += f" agree={health['agreement']:.1f}% eff_classes={health['effective_classes']:.1f}"
+    if "probe_student_accuracy" in health:
+        out += (f" probe_student_acc={health['probe_student_accuracy']:.2f}%"
+                f" probe_teacher_acc={health['probe_teacher_accuracy']:.2f}%")
+    return out
+
+
+class LiveHealth:
+    """Cheap health figures at each report from the teacher's outputs on the last batch (see the module doc).
+
+    `observe` keeps a reference (no copy, no host synchronisation); `stats` turns it into a small device
+    tensor that the engine reduces with its other metrics; `metrics` names the reduced values and prints
+    the collapse warning the first time a batch looks collapsed (`warned` is part of the engine's state).
+    """
+
+    def __init__(self, num_classes: int, rank: int = 0):
+        self.num_classes, self.rank = num_classes, rank
+        self.warned = False
+        self._logits: torch.Tensor | None = None
+
+    def observe(self, teacher_out: Any) -> None:
+        logits = getattr(teacher_out, "logits", teacher_out)
+        if isinstance(logits, torch.Tensor) and logits.dim() == 2:
+            self._logits = logits
+
+    @torch.no_grad()
+    def stats(self) -> torch.Tensor | None:
+        """[class fractions..., mean max-softmax confidence] of the last observed batch, on its device."""
+        if self._logits is None:
+            return None
+        logits = self._logits.detach().float()
+        self._logits = None
+        probs = logits.softmax(dim=1)
+        counts = torch.bincount(probs.argmax(dim=1), minlength=self.num_classes)[:self.num_classes]
+        return torch.cat([counts.float() / max(logits.shape[0], 1), probs.amax(dim=1).mean().view(1)])
+
+    def metrics(self, values: list[float], step: int) -> dict[str, float]:
+        """`batch_health/...` metrics from reduced `stats` values; warns once, at the first collapsed batch."""
+        health = summarize(values[:-1], agree=0.0, confidence=0.0)
+        if health["collapsed"] and not self.warned:
+            self.warned = True
+            if self.rank == 0:
+                hist = values[:-1]
+                top = max(range(len(hist)), key=hist.__getitem__)
+                print(f"warning: generated samples collapsing at step {step}: class {top} holds "
+                      f"{100 * health['top_class_fraction']:.0f}% of the last batch, {health['effective_classes']:.1f} "
+                      f"effective classes of {len(hist)} (reported once; the final health line says how it ended)",
+                      file=sys.stderr, flush=True)
+        return {f"{LIVE_PREFIX}effective_classes": health["effective_classes"],
+                f"{LIVE_PREFIX}top_class_fraction": health["top_class_fraction"],
+                f"{LIVE_PREFIX}mean_confidence": float(values[-1])}
 
 
 def summarize(counts: list[float], agree: float, confidence: float) -> dict[str, Any]:

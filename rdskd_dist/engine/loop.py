@@ -15,8 +15,9 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from rdskd_dist.config import DistillConfig
-from rdskd_dist.data import DatasetSpec
+from rdskd_dist.data import DatasetSpec, load_probe
 from rdskd_dist.engine.evaluate import autocast
+from rdskd_dist.engine.health import LiveHealth
 from rdskd_dist.engine.samples import SampleSource
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.engine.seeds import noise_seed, pool_seed
@@ -25,7 +26,7 @@ from rdskd_dist.engine.result import DistillResult  # noqa: F401  (part of the l
 from rdskd_dist.engine.resolve import resolve_config
 from rdskd_dist.errors import NonFiniteLossError, UserError
 from rdskd_dist.methods import Method, Terms, get_method_class
-from rdskd_dist.models import create_model
+from rdskd_dist.models import LogitsOnly, create_model
 
 ENGINE_FORMAT = "rdskd-engine/1"
 ReportCallback = Callable[[dict[str, float], Optional[dict[str, Any]]], None]
@@ -53,8 +54,10 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig, teacher: nn.Module, spec: DatasetSpec, device: torch.device, *,
                  rank: int = 0, world_size: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None):
+        spec = spec.with_input(cfg.image_size, cfg.teacher_mean, cfg.teacher_std)  # same spec if already applied
         cfg = resolve_config(cfg, spec)
         self.cfg, self.spec, self.device = cfg, spec, device
+        self.probe_data = load_probe(cfg.probe_data, spec) if cfg.probe_data is not None else None  # fails early
         self.rank, self.world_size = rank, world_size
         self.total_iterations, self.total_g_steps, self.total_s_steps = schedule_steps(cfg)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -63,6 +66,8 @@ class Distiller:
         self.noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed, rank))
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.teacher = teacher.to(device, memory_format=self.memory_format).eval()
+        if isinstance(self.teacher, LogitsOnly):  # feature shapes at this run's input size (once)
+            self.teacher.probe(spec.channels, spec.image_size)
         generator = self._new_generator()
         student = create_model(cfg.student, num_classes=spec.num_classes, in_channels=spec.channels,
                                image_size=spec.image_size)
@@ -94,6 +99,7 @@ class Distiller:
         self._counts: dict[str, int] = {}
         self._first_bad: dict[str, torch.Tensor] = {}
         self._interval_samples = 0
+        self.live = LiveHealth(spec.num_classes, rank)  # batch_health/... at each report, one collapse warning
 
     def _new_generator(self) -> nn.Module:
         cfg, spec = self.cfg, self.spec
@@ -157,12 +163,14 @@ class Distiller:
         self.g_step += 1
         self._interval_samples += cfg.batch_size
         self._record("g", terms)
+        self.live.observe(teacher_out)
         x, teacher_out = x.detach(), type(teacher_out)(*(t.detach() if t is not None else None for t in teacher_out))
         self.samples.keep(x, teacher_out)
         return x, teacher_out
 
     def student_step(self, x: torch.Tensor, teacher_out: Any) -> None:
         x, teacher_out = self.samples.for_student(x, teacher_out)
+        self.live.observe(teacher_out)
         self.student.train()
         with autocast(self.device, self.cfg.precision):
             terms = self.method.student_loss(x, teacher_out, self.student)
@@ -205,6 +213,8 @@ class Distiller:
     def _reduce_metrics(self, interval_s: float) -> dict[str, float]:
         keys = sorted(self._sums)
         means = torch.stack([self._sums[k] / max(self._counts[k], 1) for k in keys]) if keys else torch.zeros(0)
+        live = self.live.stats()  # the last batch's class fractions and confidence, reduced with the means
+        means = torch.cat([means.to(self.device), live]) if live is not None else means
         first_bad = torch.stack([self._first_bad[k] for k in keys]) if keys else torch.zeros(0, dtype=torch.long)
         if self.world_size > 1 and dist.is_initialized():
             dist.all_reduce(means)
@@ -214,7 +224,10 @@ class Distiller:
         if bad:
             step, key = min(bad)
             raise NonFiniteLossError(step, key)
-        metrics = dict(zip(keys, means.tolist()))
+        values = means.tolist()
+        metrics = dict(zip(keys, values))
+        if live is not None:
+            metrics.update(self.live.metrics(values[len(keys):], self.iteration))
         metrics.update({
             "iteration": self.iteration, "g_step": self.g_step, "s_step": self.s_step,
             "lr_generator": self.opt_g.param_groups[0]["lr"], "lr_student": self.opt_s.param_groups[0]["lr"],
@@ -266,7 +279,7 @@ class Distiller:
             "opt_g": self.opt_g.state_dict(), "opt_s": self.opt_s.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_s": self.sched_s.state_dict(),
             "method": self.method.state_dict(), "rng": rng,
-            "samples": self.samples.state_dict(),
+            "samples": self.samples.state_dict(), "live_health": {"warned": self.live.warned},
             "pending": {"sums": dict(self._sums), "counts": dict(self._counts),
                         "first_bad": dict(self._first_bad), "samples": self._interval_samples},
         }
@@ -286,6 +299,7 @@ class Distiller:
         self.sched_s.load_state_dict(state["sched_s"])
         self.method.load_state_dict(to_device(state["method"], self.device))
         self.samples.load_state_dict(to_device(state.get("samples") or {}, self.device))
+        self.live.warned = bool((state.get("live_health") or {}).get("warned", False))
         rng = state["rng"]
         self.noise.set_state(rng["noise"])
         torch.set_rng_state(rng["torch"])

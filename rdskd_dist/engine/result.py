@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from rdskd_dist.engine.health import result_suffix
+
 
 @dataclass
 class DistillResult:
@@ -29,8 +31,7 @@ class DistillResult:
                 f"student_acc={self.student_accuracy:.2f}% student={self.student_arch} "
                 f"steps=G{self.generator_steps}/S{self.student_steps} wall={self.wall_time_s:.1f}s "
                 f"samples/s={self.samples_per_s:.0f} workers={self.world_size} device={self.device}"
-                + (f" agree={self.health['agreement']:.1f}% eff_classes={self.health['effective_classes']:.1f}"
-                   if "agreement" in self.health and "effective_classes" in self.health else ""))
+                + result_suffix(self.health))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

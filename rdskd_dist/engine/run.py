@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from rdskd_dist.config import DistillConfig
-from rdskd_dist.data import get_spec, load_split
+from rdskd_dist.data import input_spec, load_split
 from rdskd_dist.engine.evaluate import evaluate_accuracy
 from rdskd_dist.engine.health import generation_health, warn_if_collapsed
 from rdskd_dist.engine.loop import DistillResult, Distiller, ReportCallback, unwrap
@@ -34,8 +34,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def prepare_teacher(cfg: DistillConfig, teacher: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The frozen teacher and its metadata, from `cfg.teacher` or a module passed from Python."""
-    spec = get_spec(cfg.dataset)
+    """The frozen teacher and its metadata, from `cfg.teacher` or a module passed from Python. Checked on the
+    run's inputs (`--image-size`, `--teacher-mean`/`--teacher-std`: `input_spec`)."""
+    spec = input_spec(cfg)
     if teacher is not None:
         return teacher_from_module(teacher, spec, cfg.teacher_feature_layer)
     if not cfg.teacher:
@@ -63,6 +64,7 @@ def save_student(model: nn.Module, path: Path, extra: dict[str, Any]) -> None:
 def finish(engine: Distiller, teacher_meta: dict[str, Any], test_data, wall_start: float) -> DistillResult:
     """Evaluate the student (and the teacher) on the test split at the end of the budget."""
     cfg = engine.cfg
+    test_data = test_data.to_spec(engine.spec)  # a split loaded at the dataset's own size: resized once here
     kwargs = dict(batch_size=cfg.eval_batch_size, precision=cfg.precision, channels_last=cfg.channels_last,
                   rank=engine.rank, world_size=engine.world_size)
     student_acc = evaluate_accuracy(unwrap(engine.student), test_data, engine.device, **kwargs)
@@ -86,8 +88,8 @@ def run_distillation(cfg: DistillConfig, teacher: nn.Module | None = None,
                      on_report: ReportCallback | None = None) -> DistillResult:
     """Run one distillation in this process (the path that `--workers 0` takes)."""
     wall_start = time.perf_counter()
-    spec = get_spec(cfg.dataset)
-    test_data = load_split(cfg.dataset, "test", cfg.data_root, download=cfg.download)
+    spec = input_spec(cfg)
+    test_data = load_split(cfg.dataset, "test", cfg.data_root, download=cfg.download, spec=spec)
     teacher_module, teacher_meta = prepare_teacher(cfg, teacher)
     device = resolve_device(cfg.device)
     engine = Distiller(cfg, teacher_module, spec, device)
