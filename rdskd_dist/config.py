@@ -49,17 +49,6 @@ class DistillConfig(BaseModel):
     probe_data: Optional[Path] = Field(
         None, description="a small labelled probe set the user has (.pt or .npz holding uint8 'images' N x C x H x W "
                           "and int64 'labels'), scored by student and teacher at the end, apart from any test split")
-    image_size: Optional[PositiveInt] = Field(
-        None, description="input size of teacher, generator and student, a multiple of 4 (default: the dataset's "
-                          "32); test images are resized to it")
-    teacher_mean: Optional[list[float]] = Field(
-        None, description="the teacher's input normalisation mean, one value per channel (default: the dataset's); "
-                          "3 values on a grey dataset (or 1 on a colour one) change the input channels")
-    teacher_std: Optional[list[float]] = Field(
-        None, description="the teacher's input normalisation std, one value per channel (default: the dataset's)")
-    probe_data: Optional[Path] = Field(
-        None, description="a small labelled probe set the user has (.pt or .npz holding uint8 'images' N x C x H x W "
-                          "and int64 'labels'), scored by student and teacher at the end, apart from any test split")
     student: Optional[str] = Field(None, description="student architecture (default: the dataset's reference)")
     latent_dim: Optional[PositiveInt] = Field(None, description="generator latent size (default: per dataset)")
     generator_inner_bn_eps: Optional[PositiveFloat] = Field(
@@ -187,18 +176,6 @@ class DistillConfig(BaseModel):
         given = checked.model_dump(include=set(self.method_options))
         if given != self.method_options:
             object.__setattr__(self, "method_options", given)
-        return self
-
-    @model_validator(mode="after")
-    def _check_input(self) -> "DistillConfig":
-        """image_size, teacher_mean and teacher_std against the dataset, before any work."""
-        from rdskd_dist.data import input_spec
-        from rdskd_dist.errors import UserError
-
-        try:
-            input_spec(self)
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
         return self
 
     @model_validator(mode="after")
