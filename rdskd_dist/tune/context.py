@@ -8,7 +8,6 @@ through it, so a trial's options are derived in one place (`SweepSpec.base_for` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 from rdskd_dist.config import DistillConfig
@@ -41,7 +40,3 @@ class TrialContext:
         return {"sweep": self.spec.name, "mode": self.spec.mode, "key": plan.key, "method": plan.method,
                 "point": plan.point, "seed": plan.seed, "trial_id": trial_id, "attempt": self.attempt,
                 **{f"mult_{name}": plan.x[name] for name, dim in self.spec.space.items() if dim.relative}}
-
-    @property
-    def sweep_dir(self) -> Path:
-        return self.spec.sweep_dir

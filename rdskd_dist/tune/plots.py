@@ -125,7 +125,6 @@ MIN_TRIALS_FOR_IMPORTANCE = 5
 def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[str, float]]:
     """Optuna's parameter importances per method, from a study rebuilt from the ok rows."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     from rdskd_dist.tune.design import reference_values
 
@@ -135,8 +134,7 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
         refs = reference_values(spec.base, m)
         # options the method does not use (a relative option whose reference is 0) are left out
         space = {name: dim for name, dim in spec.space.items() if not (dim.relative and not refs[name])}
-        dists = {name: (CategoricalDistribution(list(dim.choices)) if dim.choices is not None
-                        else FloatDistribution(dim.low, dim.high, log=dim.log)) for name, dim in space.items()}
+        dists = {name: dim.distribution() for name, dim in space.items()}
         if not dists:
             continue
         trials = []

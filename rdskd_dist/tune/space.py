@@ -61,3 +61,10 @@ class Dim(BaseModel):
             return x in self.choices
         return self.low * (1 - 1e-9) <= x <= self.high * (1 + 1e-9)
 
+    def distribution(self):
+        """The axis as an Optuna distribution (the searcher's space, and studies rebuilt for importances)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+        if self.choices is not None:
+            return CategoricalDistribution(list(self.choices))
+        return FloatDistribution(self.low, self.high, log=self.log)

@@ -29,7 +29,6 @@ class Optimize:
 
     def tune_arguments(self, spec: SweepSpec, folder: SweepFolder, run: TunerRun) -> TuneArguments:
         import optuna
-        from optuna.distributions import CategoricalDistribution, FloatDistribution
         from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
         from ray.tune.search.optuna import OptunaSearch
 
@@ -40,8 +39,7 @@ class Optimize:
                 if self.metric in result:
                     super().on_trial_result(trial_id, result)
 
-        space = {"x": {name: (CategoricalDistribution(list(d.choices)) if d.choices is not None
-                              else FloatDistribution(d.low, d.high, log=d.log)) for name, d in spec.space.items()}}
+        space = {"x": {name: dim.distribution() for name, dim in spec.space.items()}}
         sampler = optuna.samplers.TPESampler(seed=spec.design_seed + run.index, multivariate=True, constant_liar=True)
         search = FinalScoreSearch(space, metric=spec.objective.metric, mode=spec.objective.mode, sampler=sampler,
                                   storage=optuna.storages.RDBStorage(f"sqlite:///{folder.path / 'optuna.db'}"),
