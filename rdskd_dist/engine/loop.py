@@ -20,7 +20,7 @@ from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.health import LiveHealth
 from rdskd_dist.engine.samples import SampleSource
 from rdskd_dist.engine.phases import PhaseClock
-from rdskd_dist.engine.seeds import noise_seed, pool_seed
+from rdskd_dist.engine.seeds import later_generator_seed, noise_seed, pool_seed
 from rdskd_dist.engine.schedules import generator_schedule, schedule_steps, student_schedule  # noqa: F401
 from rdskd_dist.engine.result import DistillResult  # noqa: F401  (part of the loop's public face)
 from rdskd_dist.engine.resolve import resolve_config
@@ -112,7 +112,7 @@ class Distiller:
         the same on every rank) with a fresh optimiser state and fresh method state."""
         self.samples.snapshot(index - 1)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed * 1000 + 104729 * index)
+            torch.manual_seed(later_generator_seed(self.cfg.seed, index))
             fresh = self._new_generator()
         unwrap(self.generator).load_state_dict(fresh.state_dict())
         self.opt_g.state.clear()
