@@ -381,4 +381,7 @@ def test_live_health_numbers():
     assert values[:4] == [0.25] * 4 and values[4] == pytest.approx(1.0, abs=1e-6)
     metrics = live.metrics(values, step=5)
     assert metrics["batch_health/effective_classes"] == pytest.approx(4.0) and not live.warned
+    from rdskd_dist.tracking.names import progress_metrics
+
+    assert progress_metrics(metrics) == metrics  # the MLflow progress path charts them under the same names
     assert live.stats() is None  # each report reads the batch once
