@@ -35,10 +35,10 @@ import torch
 import torch.distributed as dist
 
 from rdskd_dist.engine.evaluate import autocast, evaluate_accuracy
+from rdskd_dist.engine.seeds import health_noise_seed
 
 HEALTH_BATCHES = 8
 HEALTH_MAX_BATCH = 256
-_SEED_OFFSET = 104_729  # held-out noise: never the training stream (seed * 1000 + rank) nor the pool's (+7919)
 SCALAR_KEYS = ("samples", "agreement", "effective_classes", "top_class_fraction", "mean_confidence", "collapsed",
                "probe_samples", "probe_student_accuracy", "probe_teacher_accuracy")
 LIVE_PREFIX = "batch_health/"
@@ -54,7 +54,7 @@ def generation_health(engine: Any, batches: int = HEALTH_BATCHES) -> dict[str, A
     modes = (generator.training, student.training)
     generator.eval()
     student.eval()
-    noise = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + engine.rank + _SEED_OFFSET)
+    noise = torch.Generator(device=device).manual_seed(health_noise_seed(cfg.seed, engine.rank))
     num_classes = engine.spec.num_classes
     histogram = torch.zeros(num_classes, dtype=torch.float64, device=device)
     agree = torch.zeros((), dtype=torch.float64, device=device)
