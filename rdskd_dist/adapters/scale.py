@@ -48,6 +48,11 @@ class ScaleConfig(WorkerResources):
                                                      "ray://HOST:PORT or auto (default: $RAY_ADDRESS, else a local "
                                                      "Ray on 127.0.0.1)")
 
+    @classmethod
+    def of(cls, resources: WorkerResources, **options) -> ScaleConfig:
+        """A run as wide as `resources` (e.g. a sweep trial's `TrialResources`), with the run's own options."""
+        return cls(**{name: getattr(resources, name) for name in WorkerResources.model_fields}, **options)
+
     @field_validator("address")
     @classmethod
     def _address_form(cls, value: Optional[str]) -> Optional[str]:

@@ -63,6 +63,12 @@ FINAL_RENAMES = {"samples_per_s": "samples_per_s_overall"}  # the run's mean, no
 DEFAULT_OBJECTIVE = ("student_accuracy", "max")
 
 
+def unscored_keys(score: str) -> tuple[str, ...]:
+    """What a failed trial never reports (its row, its closing report, its MLflow run): the student's test
+    accuracy (a result field) and the sweep's score (the same column by default)."""
+    return tuple(dict.fromkeys(("student_accuracy", score)))
+
+
 @functools.lru_cache(maxsize=1)
 def final_keys() -> tuple[str, ...]:
     """Final metrics of a distillation, logged once at the last step: DistillResult's numeric fields

@@ -202,7 +202,7 @@ class MlflowTrialCallback(Callback):
         outputs = find_outputs(row.get("result_path"), row.get("checkpoint_path")) if status == "ok" else None
         result = {**last, **{k: v for k, v in row.items() if k in names.final_keys() or k in names.FINAL_RENAMES}}
         if status != "ok":  # a failed trial is never scored
-            result = {k: v for k, v in result.items() if k not in ("student_accuracy", self.score)}
+            result = {k: v for k, v in result.items() if k not in names.unscored_keys(self.score)}
         log_finished(self.client, run_id, self.experiment_id, config=config, result=result, outputs=outputs,
                      title=f"{self.sweep} / {row.get('key') or trial_id}",
                      logged_params=self.logged_params.get(trial_id, {}),

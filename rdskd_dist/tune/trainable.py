@@ -32,9 +32,10 @@ from typing import Any, Optional
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from rdskd_dist.adapters.train_failures import describe_error
+from rdskd_dist.adapters.train_failures import describe_error, is_lost_worker
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.redact import redact
+from rdskd_dist.tracking.names import unscored_keys
 from rdskd_dist.tune.context import TrialContext
 from rdskd_dist.tune.rows import TRIAL_TIMING, checked_row, outcome_columns
 
@@ -64,32 +65,6 @@ class SweepReportCallback(TuneReportCallback):
         first = {k: v for k, v in forwarded(metrics[0], self.student_steps).items() if not k.startswith("timing_")}
         metrics = [first, *metrics[1:]]
         super().after_report(run_context, metrics, checkpoint)
-
-
-def is_lost_worker(exc: BaseException) -> bool:
-    """True when a Train run failed because a process or node died (Tune should retry the trial), False
-    when the distillation itself raised (a bad option, NaN: retrying would fail the same way)."""
-    import ray.exceptions as rex
-
-    lost = (rex.RayActorError, rex.NodeDiedError, rex.WorkerCrashedError, rex.OwnerDiedError, rex.ObjectLostError)
-    try:  # Ray Train V2's own wrappers around dead or unreachable workers
-        from ray.train.v2._internal.exceptions import (UserExceptionWithTraceback, WorkerGroupStartupFailedError,
-                                                       WorkerGroupStartupTimeoutError, WorkerHealthCheckFailedError,
-                                                       WorkerHealthCheckTimeoutError)
-
-        lost += (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError, WorkerGroupStartupFailedError,
-                 WorkerGroupStartupTimeoutError)
-    except ImportError:  # pragma: no cover - another Ray version: only Ray core's errors count
-        UserExceptionWithTraceback = ()  # noqa: N806
-    failures = getattr(exc, "worker_failures", None)
-    if failures:
-        return all(is_lost_worker(f) for f in failures.values())
-    controller = getattr(exc, "controller_failure", None)
-    if controller is not None:
-        return is_lost_worker(controller)
-    if UserExceptionWithTraceback and isinstance(exc, UserExceptionWithTraceback):
-        return False
-    return isinstance(exc, lost)
 
 
 def where_am_i() -> dict[str, Any]:
@@ -200,9 +175,7 @@ def _run_in_process(cfg: DistillConfig, ctx: TrialContext, student_steps: int) -
 def _run_on_train(cfg: DistillConfig, ctx: TrialContext, key: str, student_steps: int) -> tuple[dict[str, Any], dict]:
     from rdskd_dist.adapters.ray_train import ScaleConfig, build_trainer
 
-    trial = ctx.spec.trial
-    scale = ScaleConfig(workers=trial.workers, cpus_per_worker=trial.cpus_per_worker,
-                        gpus_per_worker=trial.gpus_per_worker, max_failures=0)
+    scale = ScaleConfig.of(ctx.spec.trial, max_failures=0)  # Tune, not Train, retries a trial (trial.max_failures)
     # One Train run name per trial and sweep invocation: when Tune retries the trial (its process or a
     # worker died), the same name makes Ray Train resume from the run's last checkpoint. A later
     # --resume of the sweep is a new invocation and reruns an interrupted trial from its start.
@@ -253,8 +226,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         if ctx.spec.trial.max_failures and is_lost_worker(exc):
             raise  # a lost node or process: Tune retries the trial (FailureConfig), from its checkpoint
         row["status"], row["error"] = "failed", describe_error(exc)
-        row["student_accuracy"] = row[score] = None  # a failed trial is never scored
-        metrics = {k: v for k, v in metrics.items() if k not in ("student_accuracy", score)}
+        row.update(dict.fromkeys(unscored_keys(score)))  # a failed trial is never scored
+        metrics = {k: v for k, v in metrics.items() if k not in unscored_keys(score)}
     row["finished_at"] = time.time()
     row = checked_row(row)
     closing = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not k.startswith("timing_")}
