@@ -30,7 +30,7 @@ from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
 from rdskd_dist.engine.run import resolve_device  # noqa: E402
 from rdskd_dist.engine.resolve import resolve_config  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
-from rdskd_dist.teacher import TeacherConfig, train_teacher  # noqa: E402
+from rdskd_dist.teacher_training import TeacherConfig, train_teacher  # noqa: E402
 from rdskd_dist.teachers import save_teacher  # noqa: E402
 
 # Per-method settings on top of the method's CIFAR-10 reference settings (which the methods declare:

@@ -28,7 +28,7 @@ from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
 from rdskd_dist.files import sha256_file  # noqa: E402
 from rdskd_dist.methods.losses import kd_kl_loss  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
-from rdskd_dist.teacher import TeacherConfig, train_teacher  # noqa: E402
+from rdskd_dist.teacher_training import TeacherConfig, train_teacher  # noqa: E402
 from rdskd_dist.teachers import load_teacher, save_teacher  # noqa: E402
 
 # Budgets per method (MNIST) sized for the 2-core CPU machines (about 4 minutes a run there at

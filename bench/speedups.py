@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     teacher_path = Path(args.teacher)
     if not teacher_path.exists():
-        from rdskd_dist.teacher import TeacherConfig, train_teacher
+        from rdskd_dist.teacher_training import TeacherConfig, train_teacher
         from rdskd_dist.teachers import save_teacher
 
         model, acc = train_teacher(TeacherConfig(dataset="digits", epochs=1 if args.tiny else 12, lr=3e-3),

@@ -48,7 +48,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
 
-from rdskd_dist.adapters.ray_train import ReportLog, ScaleConfig, init_ray, read_report_log, train_on_ray  # noqa: E402
+from rdskd_dist.adapters.ray_connect import init_ray  # noqa: E402
+from rdskd_dist.adapters.ray_train import ReportLog, ScaleConfig, read_report_log, train_on_ray  # noqa: E402
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec  # noqa: E402
 from rdskd_dist.engine import run_distillation  # noqa: E402

@@ -13,7 +13,7 @@ from rdskd_dist.errors import cli_entrypoint
 from rdskd_dist.teacher_training import TeacherConfig, train_teacher
 from rdskd_dist.teachers import save_teacher
 
-__all__ = ["TeacherConfig", "main", "train_teacher"]  # the training names stay importable from here
+__all__ = ["main"]
 
 
 @cli_entrypoint

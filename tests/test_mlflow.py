@@ -135,7 +135,7 @@ def server(mlflow_server, teacher) -> str:
 
 @pytest.fixture(scope="module")
 def teacher(mlflow_server, tmp_path_factory) -> Path:
-    from rdskd_dist.teacher import TeacherConfig, train_teacher
+    from rdskd_dist.teacher_training import TeacherConfig, train_teacher
     from rdskd_dist.teachers import save_teacher
 
     out = tmp_path_factory.mktemp("teacher") / "digits_lenet5.pt"

@@ -107,8 +107,7 @@ def test_credentials_never_reach_logs_or_mlflow(mlflow_uri, digits_teacher, tmp_
 
 LISTENERS_SCRIPT = """
 import json, os, sys
-from rdskd_dist.adapters.ray_train import init_ray
-from rdskd_dist.adapters.ray_connect import check_ray_address
+from rdskd_dist.adapters.ray_connect import check_ray_address, init_ray
 import ray, psutil
 
 init_ray(num_cpus=1, include_dashboard=True)

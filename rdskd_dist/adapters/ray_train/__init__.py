@@ -9,7 +9,7 @@ knows nothing of Ray; this package hands it a DDP `wrap` function and a report c
 * `driver.py`: `build_trainer` / `train_on_ray`, option checks, the TorchTrainer, one-line failures;
 * `callbacks.py`: `ReportLog`, `ProgressPrinter` and the report history (`dedupe_reports`);
 * `adapters/train_failures.py` (no ray import): the root cause of a failed run (`root_cause`,
-  `describe_error`).
+  `describe_error`, `is_lost_worker`); `adapters/ray_connect.py`: `init_ray`, the one Ray start-up.
 
 Data parallelism and the learning-rate rule
     Every worker generates its own `batch_size` samples per step (its own latent noise, seeded per
@@ -37,16 +37,14 @@ environment (Ray passes it on to the controller and the workers), as the tests d
 Importing this package imports ray; `--workers 0` runs never import it.
 """
 
-from rdskd_dist.adapters.ray_connect import init_ray
 from rdskd_dist.adapters.ray_train.callbacks import ProgressPrinter, ReportLog, dedupe_reports, read_report_log
 from rdskd_dist.adapters.ray_train.driver import (RayTrainRunError, build_trainer, default_run_name, resolve_storage,
                                                   result_from_metrics, train_on_ray)
-from rdskd_dist.adapters.train_failures import describe_error, root_cause
 from rdskd_dist.adapters.ray_train.worker import (CRASH_ENV, CRASH_MARKER, ENGINE_FILE, HISTORY_FILE, OUTPUT_FILES,
                                                   train_loop_per_worker)
 from rdskd_dist.adapters.scale import ScaleConfig
 
-__all__ = ["ScaleConfig", "build_trainer", "train_on_ray", "train_loop_per_worker", "init_ray", "dedupe_reports",
+__all__ = ["ScaleConfig", "build_trainer", "train_on_ray", "train_loop_per_worker", "dedupe_reports",
            "read_report_log", "result_from_metrics", "resolve_storage", "default_run_name", "ReportLog",
-           "ProgressPrinter", "RayTrainRunError", "describe_error", "root_cause", "CRASH_ENV", "CRASH_MARKER",
-           "ENGINE_FILE", "HISTORY_FILE", "OUTPUT_FILES"]
+           "ProgressPrinter", "RayTrainRunError", "CRASH_ENV", "CRASH_MARKER", "ENGINE_FILE", "HISTORY_FILE",
+           "OUTPUT_FILES"]
