@@ -1,7 +1,7 @@
 """The Ray Train adapter on a real local Ray (2 CPUs), no mocks.
 
-One module-scoped Ray instance and teacher; tiny budgets (G4/S6 at batch 32 on digits) so the
-whole module stays around two minutes on two cores.
+The session's local Ray (`local_ray` in conftest.py) and one module-scoped teacher; tiny budgets
+(G4/S6 at batch 32 on digits) so the whole module stays around two minutes on two cores.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local test cluster
 # Ray Train's controller takes one report per poll and a worker's report waits for the previous
 # one to be taken: poll every 0.25 s rather than every 2 s (log_every=1 here).
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
@@ -60,20 +57,13 @@ def assert_same_losses(a: list[dict], b: list[dict], rel: float = 1e-5) -> None:
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
-    from rdskd_dist.teacher import TeacherConfig, train_teacher
+    from rdskd_dist.teacher_training import TeacherConfig, train_teacher
     from rdskd_dist.teachers import save_teacher
 
     out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     model, accuracy = train_teacher(TeacherConfig(dataset="digits", epochs=3, out=out), log=lambda _: None)
     save_teacher(model, out, dataset="digits", test_accuracy=accuracy)
     return out
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 def distill_config(teacher: Path, **overrides) -> DistillConfig:

@@ -43,23 +43,6 @@ def random_teacher(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A real local Ray with 2 CPUs, started once for the module (and only shut down if started here)."""
-    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
-                       "RAY_AUTH_MODE": "disabled"}.items():
-        os.environ.setdefault(key, value)
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
-                 log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def tiny_spec(tmp_path: Path, name: str, teacher: Path | None, **extra) -> dict:
     data = {"name": name, "methods": ["rdskd", "dafl"], "base": dict(TINY_BASE),
             "space": {"w_oh": {"low": 0.1, "high": 10}, "w_ie": {"low": 0.1, "high": 10}},
@@ -313,7 +296,7 @@ def _check_summary_against_parquet(rows: list[dict], summary: dict, methods: lis
             assert s["paired"]["min"] == pytest.approx(d.min()) and s["paired"]["max"] == pytest.approx(d.max())
 
 
-def test_robustness_sweep_rows_pairing_and_summary(tmp_path, ray_cluster):
+def test_robustness_sweep_rows_pairing_and_summary(tmp_path, local_ray):
     """2 methods x 3 Sobol points, the teacher trained once into the sweep folder (teacher_train)."""
     from rdskd_dist.tune.sweep import run_sweep
 
@@ -356,7 +339,7 @@ def test_robustness_sweep_rows_pairing_and_summary(tmp_path, ray_cluster):
         run_sweep(spec)
 
 
-def test_resume_runs_only_unfinished_trials(tmp_path, ray_cluster, random_teacher):
+def test_resume_runs_only_unfinished_trials(tmp_path, local_ray, random_teacher):
     """A sweep stopped after 2 of 4 trials (--max-trials) is completed by --resume without rerunning them."""
     from rdskd_dist.tune.sweep import run_sweep
 
@@ -382,7 +365,7 @@ def test_resume_runs_only_unfinished_trials(tmp_path, ray_cluster, random_teache
     assert {r["key"]: r["started_at"] for r in third.rows} == {k: r["started_at"] for k, r in after.items()}
 
 
-def test_failed_trial_is_a_failed_row_never_scored(tmp_path, ray_cluster, random_teacher, capsys, monkeypatch):
+def test_failed_trial_is_a_failed_row_never_scored(tmp_path, local_ray, random_teacher, capsys, monkeypatch):
     """NaN injected through a command-line override (--lr-generator 1e30); the design brings one point back to a
     sane 1e-3. Trials run as Ray Train TorchTrainers (one worker each), the failure crosses that boundary."""
     from rdskd_dist.tune.__main__ import main
@@ -414,7 +397,7 @@ def test_failed_trial_is_a_failed_row_never_scored(tmp_path, ray_cluster, random
     assert "failed" in (tmp_path / "sweeps" / "fail" / "summary.md").read_text()
 
 
-def test_ctrl_c_then_resume(tmp_path, ray_cluster, random_teacher):
+def test_ctrl_c_then_resume(tmp_path, local_ray, random_teacher):
     """Ctrl-C (SIGINT) to a running `python -m rdskd_dist.tune` after its first finished trial; --resume then
     completes the sweep without running the finished trials again."""
     data = tiny_spec(tmp_path, "interrupt", random_teacher, num_points=2, max_concurrent=1,
