@@ -19,6 +19,7 @@ from rdskd_dist.adapters.scale import WorkerResources
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.config_sources import YamlFile, format_validation_error
 from rdskd_dist.errors import UserError
+from rdskd_dist.files import is_uri
 from rdskd_dist.teacher_training import TeacherConfig
 from rdskd_dist.tune.score import Objective
 from rdskd_dist.tune.space import Dim, sweepable_options
@@ -192,8 +193,8 @@ class SweepSpec(BaseModel):
 
 
 def _is_uri(text: str) -> bool:
-    """s3://..., gs://... and MLflow's models:/NAME@ALIAS are not local paths."""
-    return "://" in text or text.startswith("models:/")
+    """s3://..., gs://... (the one URI rule, `files.is_uri`) and MLflow's models:/NAME@ALIAS are not local paths."""
+    return is_uri(text) or text.startswith("models:/")
 
 
 def _absolute(path: Optional[Path | str]) -> Optional[Path]:
