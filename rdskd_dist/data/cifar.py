@@ -18,6 +18,7 @@ import torch
 
 from rdskd_dist.data.paths import fetch, missing_error, require_root
 from rdskd_dist.errors import UserError
+from rdskd_dist.data.registry import DatasetSpec, register_dataset
 
 _PIXELS = 3 * 32 * 32
 _RECORD = 1 + _PIXELS  # CIFAR-10 binary: label byte, then R, G, B planes row-major
@@ -175,3 +176,37 @@ def load_cifar10(split: str, root: Path | None, download: bool) -> tuple[torch.T
 def load_cifar100(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 3x32x32 images and int64 fine labels from cifar-100-python."""
     return _load("cifar100", _CIFAR100_LAYOUTS, "CIFAR100", split, root, download)
+
+
+register_dataset(
+    DatasetSpec(
+        name="cifar10",
+        num_classes=10,
+        channels=3,
+        image_size=32,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        teacher_arch="resnet34",
+        student_arch="resnet18",
+        latent_dim=1000,
+        description="CIFAR-10, 50k/10k, 32x32 RGB",
+    ),
+    load_cifar10,
+)
+
+
+register_dataset(
+    DatasetSpec(
+        name="cifar100",
+        num_classes=100,
+        channels=3,
+        image_size=32,
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+        teacher_arch="resnet34",
+        student_arch="resnet18",
+        latent_dim=1000,
+        description="CIFAR-100 (fine labels), 50k/10k, 32x32 RGB",
+    ),
+    load_cifar100,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from rdskd_dist.data.registry import DatasetSpec, register_dataset
 
 TRAIN_SIZE = 1437
 TEST_SIZE = 360
@@ -42,3 +43,27 @@ def load_digits_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(_SPLIT_SEED))
     chosen = order[:TRAIN_SIZE] if split == "train" else order[-TEST_SIZE:]
     return images[chosen], labels[chosen]
+
+
+def load_digits_root(split: str, _root: Path | None, _download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bundled split: no folder, nothing to download."""
+    return load_digits_split(split)
+
+
+register_dataset(
+    DatasetSpec(
+        name="digits",
+        num_classes=10,
+        channels=1,
+        image_size=32,
+        # Computed once from the train split as produced by digits.load_digits_split.
+        mean=(0.3049,),
+        std=(0.3234,),
+        teacher_arch="lenet5",
+        student_arch="lenet5_half",
+        latent_dim=100,
+        description="scikit-learn 8x8 digits (offline), 1437/360, upscaled to 32x32",
+        reference_dataset="mnist",
+    ),
+    load_digits_root,
+)

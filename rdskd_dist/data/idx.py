@@ -12,6 +12,7 @@ import torch
 
 from rdskd_dist.data.paths import fetch, find_first, missing_error, require_root
 from rdskd_dist.errors import UserError
+from rdskd_dist.data.registry import DatasetSpec, register_dataset
 
 _IDX_UBYTE = 0x08
 _FILES = {
@@ -69,3 +70,20 @@ def load_mnist(split: str, root: Path | None, download: bool) -> tuple[torch.Ten
             f"mnist: {image_path} has {images.shape[0]} images but {label_path} has {labels.shape[0]} labels"
         )
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+register_dataset(
+    DatasetSpec(
+        name="mnist",
+        num_classes=10,
+        channels=1,
+        image_size=32,
+        mean=(0.1307,),
+        std=(0.3081,),
+        teacher_arch="lenet5",
+        student_arch="lenet5_half",
+        latent_dim=100,
+        description="MNIST handwritten digits, 60k/10k, 28x28 grey resized to 32x32",
+    ),
+    load_mnist,
+)

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from rdskd_dist.data.cifar import load_cifar10, load_cifar100
-from rdskd_dist.data.digits import load_digits_split
-from rdskd_dist.data.idx import load_mnist
+from rdskd_dist.data import cifar, digits, idx, svhn  # noqa: F401  (each registers its datasets)
 from rdskd_dist.data.paths import resolve_data_root
-from rdskd_dist.data.registry import DatasetSpec, get_spec
-from rdskd_dist.data.svhn import load_svhn
+from rdskd_dist.data.registry import DatasetSpec, get_loader, get_spec
 from rdskd_dist.data.tensors import ImageTensors, to_input
 from rdskd_dist.errors import UserError
 
 SPLITS = ("train", "test")
-
-_Loader = Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor]]
-_LOADERS: dict[str, _Loader] = {
-    "mnist": load_mnist,
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    "svhn": load_svhn,
-    "digits": lambda split, _root, _download: load_digits_split(split),  # bundled with sklearn
-}
 
 
 def load_split(
@@ -47,7 +34,7 @@ def load_split(
         raise ValueError(f"load_split({name!r}) got the spec of {spec.name!r}")
     if split not in SPLITS:
         raise UserError(f"{name}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    images, labels = _LOADERS[name](split, resolve_data_root(root), download)
+    images, labels = get_loader(name)(split, resolve_data_root(root), download)
     if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < spec.num_classes:
         raise UserError(
             f"{name} {split}: labels span {int(labels.min())}..{int(labels.max())}, "

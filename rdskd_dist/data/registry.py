@@ -1,10 +1,17 @@
-"""Dataset specs: the single source of truth for class counts, shapes and normalisation."""
+"""Dataset specs: the single source of truth for class counts, shapes and normalisation.
+
+Each reader module (`idx.py`, `cifar.py`, `svhn.py`, `digits.py`) registers its datasets with one
+`register_dataset(spec, loader)` call; `rdskd_dist.data` imports them all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from rdskd_dist.errors import UnknownNameError, UserError
 
@@ -63,73 +70,23 @@ class DatasetSpec:
         return replace(self, image_size=size, channels=channels, mean=mean_t, std=std_t)
 
 
-_SPECS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            name="mnist",
-            num_classes=10,
-            channels=1,
-            image_size=32,
-            mean=(0.1307,),
-            std=(0.3081,),
-            teacher_arch="lenet5",
-            student_arch="lenet5_half",
-            latent_dim=100,
-            description="MNIST handwritten digits, 60k/10k, 28x28 grey resized to 32x32",
-        ),
-        DatasetSpec(
-            name="digits",
-            num_classes=10,
-            channels=1,
-            image_size=32,
-            # Computed once from the train split as produced by digits.load_digits_split.
-            mean=(0.3049,),
-            std=(0.3234,),
-            teacher_arch="lenet5",
-            student_arch="lenet5_half",
-            latent_dim=100,
-            description="scikit-learn 8x8 digits (offline), 1437/360, upscaled to 32x32",
-            reference_dataset="mnist",
-        ),
-        DatasetSpec(
-            name="cifar10",
-            num_classes=10,
-            channels=3,
-            image_size=32,
-            mean=(0.4914, 0.4822, 0.4465),
-            std=(0.2470, 0.2435, 0.2616),
-            teacher_arch="resnet34",
-            student_arch="resnet18",
-            latent_dim=1000,
-            description="CIFAR-10, 50k/10k, 32x32 RGB",
-        ),
-        DatasetSpec(
-            name="cifar100",
-            num_classes=100,
-            channels=3,
-            image_size=32,
-            mean=(0.5071, 0.4865, 0.4409),
-            std=(0.2673, 0.2564, 0.2762),
-            teacher_arch="resnet34",
-            student_arch="resnet18",
-            latent_dim=1000,
-            description="CIFAR-100 (fine labels), 50k/10k, 32x32 RGB",
-        ),
-        DatasetSpec(
-            name="svhn",
-            num_classes=10,
-            channels=3,
-            image_size=32,
-            mean=(0.4377, 0.4438, 0.4728),
-            std=(0.1980, 0.2010, 0.1970),
-            teacher_arch="wrn40_2",
-            student_arch="wrn16_1",
-            latent_dim=1000,
-            description="SVHN cropped digits, 73257/26032, 32x32 RGB (label 10 -> 0)",
-        ),
-    )
-}
+Loader = Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor]]
+_SPECS: dict[str, DatasetSpec] = {}
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_dataset(spec: DatasetSpec, loader: Loader) -> DatasetSpec:
+    """One call per dataset, next to its reader: its spec and the function `load_split` calls,
+    `loader(split, root, download) -> (images N x C x H x W, labels)` at the dataset's native size."""
+    if spec.name in _SPECS:
+        raise ValueError(f"dataset {spec.name!r} is registered twice")
+    _SPECS[spec.name], _LOADERS[spec.name] = spec, loader
+    return spec
+
+
+def get_loader(name: str) -> Loader:
+    get_spec(name)  # an unknown name is the same one-line error
+    return _LOADERS[name]
 
 
 def list_datasets() -> list[str]:

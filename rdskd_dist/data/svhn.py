@@ -10,6 +10,7 @@ import torch
 
 from rdskd_dist.data.paths import fetch, find_first, missing_error, require_root
 from rdskd_dist.errors import UserError
+from rdskd_dist.data.registry import DatasetSpec, register_dataset
 
 
 def read_svhn_mat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,3 +42,20 @@ def load_svhn(split: str, root: Path | None, download: bool) -> tuple[torch.Tens
     if path is None:
         raise missing_error("svhn", [(name, dirs)])
     return read_svhn_mat(path)
+
+
+register_dataset(
+    DatasetSpec(
+        name="svhn",
+        num_classes=10,
+        channels=3,
+        image_size=32,
+        mean=(0.4377, 0.4438, 0.4728),
+        std=(0.1980, 0.2010, 0.1970),
+        teacher_arch="wrn40_2",
+        student_arch="wrn16_1",
+        latent_dim=1000,
+        description="SVHN cropped digits, 73257/26032, 32x32 RGB (label 10 -> 0)",
+    ),
+    load_svhn,
+)
