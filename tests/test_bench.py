@@ -82,3 +82,21 @@ def test_mnist_fast_tiny_curve_and_plot(tmp_path, digits_teacher):
                            "--out", str(tmp_path / "c.png")], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert plot.returncode == 0, plot.stderr[-2000:]
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_any_teacher_tiny(tmp_path):
+    """bench/any_teacher.py's smallest path: a GroupNorm teacher of the bench's own, trained on digits, saved as a
+    bare state_dict, loaded by factory name; the real-data KD reference and two data-free students with health."""
+    cmd = [sys.executable, str(ROOT / "bench" / "any_teacher.py"), "--tiny", "--teacher-dir", str(tmp_path / "runs"),
+           "--name", "tiny", "--out-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "tiny.json").read_text())
+    assert data["teachers"]["gn_gap_cnn"]["arch"] == "own_teachers:gn_gap_cnn"
+    assert [r["variant"] for r in data["runs"]] == ["kd_real_data", "rdskd", "dfad"]
+    for run in data["runs"][1:]:
+        assert {"effective_classes", "agreement", "collapsed"} <= set(run["health"])
+        assert run["batch_health_trace"] and "batch_health/effective_classes" in run["batch_health_trace"][-1]
+    assert "| gn_gap_cnn (" in (tmp_path / "tiny.md").read_text()
+    runs = tmp_path / "runs"
+    assert (runs / "gn_gap_cnn.pt").exists() and (runs / "gn_gap_cnn_rdskd_s0" / "result.json").exists()

@@ -1,0 +1,287 @@
+"""Any teacher (issue 14): three teachers that are not in the model zoo, trained here on real data, saved as bare
+state_dicts and distilled through `teacher_arch="own_teachers:FACTORY"` exactly as a user would (the CLI's
+`--teacher-arch own_teachers:gn_gap_cnn` with `bench/` on PYTHONPATH). Per teacher: its test accuracy, a student
+trained by KD on the real training images at the same student budget, and data-free students per method at one
+shared budget, each with the health numbers the run reports without test data (effective classes, top class,
+teacher confidence, student-teacher agreement, collapse warning), side by side with the test accuracy.
+
+    OMP_NUM_THREADS=1 python bench/any_teacher.py --seeds 0
+    OMP_NUM_THREADS=1 python bench/any_teacher.py --seeds 0 --teachers shufflenet_1ch --variants rdskd_bn \
+        --no-reference --resume                          # add a variant (a lever against collapse) to the same files
+
+`--teachers lenet5_zoo` adds a control from the zoo (LeNet-5, trained and distilled the same way). The results'
+header names the last command; docs/results/README.md lists all of them.
+
+Teachers go to runs/any_teacher/<teacher>.pt (reused when present, with their accuracy from a sidecar JSON);
+students, generators and result.json to runs/any_teacher/<teacher>_<variant>_s<seed>/. Results:
+docs/results/<--name>.{json,md}, rewritten after every run; `--resume` skips runs already there. `--tiny`: the
+digits demo, the GroupNorm teacher only, tiny budgets (the test suite's smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
+
+from rdskd_dist.config import DistillConfig  # noqa: E402
+from rdskd_dist.data import get_spec, load_split  # noqa: E402
+from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
+from rdskd_dist.files import atomic_torch_save, atomic_write_json  # noqa: E402
+from rdskd_dist.methods.losses import kd_kl_loss  # noqa: E402
+from rdskd_dist.models import create_model  # noqa: E402
+from rdskd_dist.teachers import build_external, load_teacher  # noqa: E402
+
+# Each teacher: dataset, factory (module:callable, as --teacher-arch takes it), training recipe, student.
+TEACHERS = {
+    "gn_gap_cnn": dict(dataset="mnist", data_root="../shared/datasets/mnist", arch="own_teachers:gn_gap_cnn",
+                       epochs=4, batch_size=128, lr=3e-3, flip=False, crop=2, student="lenet5_half"),
+    "shufflenet_1ch": dict(dataset="mnist", data_root="../shared/datasets/mnist", arch="own_teachers:shufflenet_1ch",
+                           epochs=3, batch_size=128, lr=5e-3, flip=False, crop=2, student="lenet5_half"),
+    "small_cifar_cnn": dict(dataset="cifar10", data_root="../shared/datasets/cifar10",
+                            arch="own_teachers:small_cifar_cnn", epochs=5, batch_size=128, lr=5e-3, flip=True, crop=4,
+                            student="lenet5"),
+    # a control inside the zoo (LeNet-5, no BN), trained and distilled the same way: what healthy numbers look like
+    "lenet5_zoo": dict(dataset="mnist", data_root="../shared/datasets/mnist", arch="lenet5", epochs=3, batch_size=128,
+                       lr=3e-3, flip=False, crop=2, student="lenet5_half"),
+}
+# One shared budget: the same student steps and student batch for every method and for the real-data reference,
+# the same generator steps for RDSKD (two-stage) and DFAD (adversarial: 5 student steps per generator step), with
+# the engine's short-budget options on (memory bank + pool, shifted and mixed student batches relabelled by the
+# teacher, one-cycle student lr) and a half-width generator (the reference generator's 128/64 channels cost about
+# 110 M multiply-adds per 32x32 sample, more than any of these teachers; at width 0.5 a quarter of that).
+STUDENT_STEPS, STUDENT_BATCH, GEN_BATCH = 1000, 256, 128
+SHARED = dict(batch_size=GEN_BATCH, student_steps=STUDENT_STEPS, student_batch_size=STUDENT_BATCH,
+              memory_bank=25600, augment_shift=3, augment_mixup=1.0, precision="fp32", generator_width=0.5)
+VARIANTS = {
+    "rdskd": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle"),
+    "dfad": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle"),
+    # levers against collapse, each a paired on/off against the plain variant above (same seed, same budget)
+    "rdskd_bn": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle", w_bn=1.0),
+    "rdskd_gen4": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
+                       generators=4),
+    "dfad_bn": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle", w_bn=1.0),
+}
+TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
+                    student="lenet5_half")
+TINY_SHARED = dict(batch_size=16, student_steps=10, student_batch_size=16, memory_bank=256, augment_shift=2,
+                   augment_mixup=1.0, precision="fp32")
+TINY_VARIANTS = {"rdskd": dict(method="rdskd", generator_steps=4, sample_pool=2),
+                 "dfad": dict(method="dfad", student_steps_per_generator_step=5)}
+
+
+def augment(images: torch.Tensor, crop: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """uint8 pixels: one random crop per batch from a copy padded with black (0) pixels, and per-sample horizontal
+    flips (torchvision's RandomCrop(padding) and RandomHorizontalFlip, before normalisation)."""
+    if crop:
+        _, _, h, w = images.shape
+        padded = torch.nn.functional.pad(images, (crop, crop, crop, crop))
+        dx, dy = torch.randint(0, 2 * crop + 1, (2,), generator=gen).tolist()
+        images = padded[:, :, dy:dy + h, dx:dx + w]
+    if flip:
+        mask = torch.rand(images.shape[0], generator=gen) < 0.5
+        images = torch.where(mask.view(-1, 1, 1, 1), images.flip(3), images)
+    return images
+
+
+def normalize(images: torch.Tensor, spec) -> torch.Tensor:
+    mean = torch.tensor(spec.mean).view(-1, 1, 1)
+    std = torch.tensor(spec.std).view(-1, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def train_net(model: torch.nn.Module, train, *, epochs: int, batch_size: int, lr: float, seed: int, crop: int = 0,
+              flip: bool = False, teacher: torch.nn.Module | None = None, steps: int | None = None) -> torch.nn.Module:
+    """Adam with a one-cycle lr on the real training split: cross-entropy on the labels, or KD (T=4) on a teacher's
+    logits when `teacher` is given. `steps` overrides epochs (the real-data KD reference's student budget)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    per_epoch = (len(train) + batch_size - 1) // batch_size
+    total = steps if steps is not None else epochs * per_epoch
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    model.train()
+    step = 0
+    while step < total:
+        order = torch.randperm(len(train), generator=gen)
+        for start in range(0, len(train), batch_size):
+            if step == total:
+                break
+            idx = order[start:start + batch_size]
+            x = normalize(augment(train.images[idx], crop, flip, gen), train.spec)
+            out = model(x)
+            if teacher is None:
+                loss = torch.nn.functional.cross_entropy(out, train.labels[idx])
+            else:
+                with torch.no_grad():
+                    t = teacher(x)
+                loss = kd_kl_loss(out, t, 4.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+    return model.eval()
+
+
+def get_teacher(name: str, recipe: dict, args) -> tuple[Path, float, float]:
+    """The bare state_dict file of a teacher (trained here when absent), its test accuracy and training seconds."""
+    path = args.teacher_dir / f"{name}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        return path, meta["test_accuracy"], meta["train_time_s"]
+    spec = get_spec(recipe["dataset"])
+    train = load_split(recipe["dataset"], "train", recipe["data_root"])
+    test = load_split(recipe["dataset"], "test", recipe["data_root"])
+    start = time.perf_counter()
+    dims = {"num_classes": spec.num_classes, "in_channels": spec.channels}
+    model = build_external(recipe["arch"], dims) if ":" in recipe["arch"] else create_model(recipe["arch"], **dims)
+    train_net(model, train, epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"], seed=0,
+              crop=recipe["crop"], flip=recipe["flip"])
+    seconds = time.perf_counter() - start
+    acc = evaluate_accuracy(model, test, torch.device("cpu"))
+    atomic_torch_save(model.state_dict(), path)  # what a user has: a bare state_dict
+    atomic_write_json({"test_accuracy": acc, "train_time_s": seconds, "recipe": recipe}, meta_path)
+    print(f"teacher: {name} test_acc={acc:.2f}% train={seconds:.0f}s -> {path}", flush=True)
+    return path, acc, seconds
+
+
+def kd_real_run(recipe: dict, teacher_path: Path, seed: int, steps: int, batch: int) -> dict:
+    """The reference: the same student trained by KD on the real training images, same steps and batch."""
+    spec = get_spec(recipe["dataset"])
+    train = load_split(recipe["dataset"], "train", recipe["data_root"])
+    test = load_split(recipe["dataset"], "test", recipe["data_root"])
+    teacher, _ = load_teacher(teacher_path, spec, arch=recipe["arch"])
+    start = time.perf_counter()
+    student = create_model(recipe["student"], num_classes=spec.num_classes, in_channels=spec.channels)
+    train_net(student, train, epochs=0, batch_size=batch, lr=2e-3, seed=seed, teacher=teacher, steps=steps)
+    seconds = time.perf_counter() - start
+    return {"student_accuracy": evaluate_accuracy(student, test, torch.device("cpu")), "train_time_s": seconds,
+            "wall_time_s": seconds}
+
+
+def distill_run(name: str, recipe: dict, teacher_path: Path, variant: str, options: dict, shared: dict, seed: int,
+                args) -> dict:
+    """One data-free student through the public API, the teacher loaded from its bare state_dict by factory name."""
+    trace: list[dict] = []
+
+    def on_report(metrics, _checkpoint) -> None:
+        trace.append({k: round(float(v), 4) for k, v in metrics.items()
+                      if k.startswith("batch_health/") or k in ("iteration", "g_step", "s_step")})
+
+    cfg = DistillConfig(dataset=recipe["dataset"], data_root=recipe["data_root"], teacher=str(teacher_path),
+                        teacher_arch=recipe["arch"], student=recipe["student"], seed=seed, device="cpu",
+                        log_every=args.log_every, output=args.teacher_dir / f"{name}_{variant}_s{seed}",
+                        **shared, **options)
+    result = run_distillation(cfg, on_report=on_report)
+    print(f"{name} {variant}: {result.line()}", flush=True)
+    return {**result.to_dict(), "batch_health_trace": trace}
+
+
+def _fmt(v, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _warnings(run: dict) -> str:
+    """The final health line's collapse flag and the first report whose batch looked collapsed (the live rule)."""
+    h = run.get("health")
+    if not h:
+        return "-"
+    classes = len(h["class_histogram"])
+    live = next((int(t.get("iteration", 0)) for t in run.get("batch_health_trace", [])
+                 if t.get("batch_health/top_class_fraction", 0) > 0.5
+                 or t.get("batch_health/effective_classes", classes) < classes / 2), None)
+    return f"{'yes' if h.get('collapsed') else 'no'} / {'no' if live is None else f'yes ({live})'}"
+
+
+def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -> None:
+    rows = ["| teacher (test acc.) | student | seed | student acc. % | % of KD-real | eff. classes | top class "
+            "| teacher conf. | agreement % | collapse warning: final / live (first step) | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, info in teachers.items():
+        mine = [r for r in runs if r["teacher"] == name]
+        for r in sorted(mine, key=lambda r: (r["variant"] != "kd_real_data", r["seed"])):
+            ref = next((q["student_accuracy"] for q in mine
+                        if q["variant"] == "kd_real_data" and q["seed"] == r["seed"]), None)
+            h = r.get("health") or {}
+            share = None if ref is None or r["variant"] == "kd_real_data" else 100 * r["student_accuracy"] / ref
+            rows.append(f"| {name} ({info['test_accuracy']:.2f}) | {r['variant']} | {r['seed']} "
+                        f"| {r['student_accuracy']:.2f} | {_fmt(share)} | {_fmt(h.get('effective_classes'))} "
+                        f"| {_fmt(h.get('top_class_fraction'), '.2f')} | {_fmt(h.get('mean_confidence'), '.2f')} "
+                        f"| {_fmt(h.get('agreement'))} | {_warnings(r)} "
+                        f"| {r['train_time_s']:.0f} |")
+    teacher_rows = "\n".join(f"- `{n}`: `{i['arch']}` on {i['dataset']}, {i['test_accuracy']:.2f}% test accuracy, "
+                             f"trained here in {i['train_time_s']:.0f} s" for n, i in teachers.items())
+    md = (f"# Any teacher: teachers outside the zoo, data-free students and their health ({settings['mode']})\n\n"
+          f"Seeds: {args.seeds}. One seed is an observation, not an accuracy claim (those need 3 seeds).\n\n"
+          f"Teachers (bare state_dicts, loaded by factory name):\n{teacher_rows}\n\n"
+          f"Shared budget: `{json.dumps(settings['shared'])}`; variants: `{json.dumps(settings['variants'])}`. "
+          f"`kd_real_data`: the same student, {settings['shared']['student_steps']} steps at batch "
+          f"{settings['shared']['student_batch_size']} on real training images with the teacher's soft labels (T=4, "
+          "Adam one-cycle 2e-3). Health numbers (from 8 fresh batches of the final generator, no test data): "
+          "effective classes = exp(entropy of the teacher's class histogram), top class = largest class share, "
+          "teacher conf. = mean max-softmax, agreement = student-teacher top-1 agreement on those samples.\n\n"
+          + "\n".join(rows) + "\n")
+    write_results(args.out_dir, args.name, {"settings": settings, "seeds": args.seeds, "teachers": teachers,
+                                            "runs": runs, "wall_time_s": wall}, md)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teachers", nargs="+", default=[t for t in TEACHERS if t != "lenet5_zoo"], choices=list(TEACHERS))
+    p.add_argument("--variants", nargs="+", default=["rdskd", "dfad"], choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--no-reference", action="store_true", help="skip the real-data KD reference")
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--teacher-dir", type=Path, default=Path("runs/any_teacher"))
+    p.add_argument("--name", default="any_teacher")
+    p.add_argument("--out-dir", type=Path, default=Path("docs/results"))
+    p.add_argument("--resume", action="store_true", help="keep the runs already in the JSON")
+    p.add_argument("--tiny", action="store_true", help="digits demo, the GroupNorm teacher, tiny budgets")
+    args = p.parse_args(argv)
+    if args.tiny:
+        recipes = {"gn_gap_cnn": {**TEACHERS["gn_gap_cnn"], **TINY_TEACHER}}
+        shared, variants = TINY_SHARED, {v: TINY_VARIANTS.get(v, VARIANTS[v]) for v in args.variants}
+        args.log_every = 5
+    else:
+        recipes, shared = {n: TEACHERS[n] for n in args.teachers}, SHARED
+        variants = {v: VARIANTS[v] for v in args.variants}
+    args.teacher_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / f"{args.name}.json"
+    old = json.loads(path.read_text()) if args.resume and path.exists() else {}
+    runs, teachers = old.get("runs", []), old.get("teachers", {})
+    settings = {"mode": "tiny (digits)" if args.tiny else "CPU scale", "shared": shared,
+                "variants": {**old.get("settings", {}).get("variants", {}), **variants},
+                "threads": torch.get_num_threads()}
+    started = time.perf_counter()
+    for name, recipe in recipes.items():
+        teacher_path, acc, seconds = get_teacher(name, recipe, args)
+        teachers[name] = {"arch": recipe["arch"], "dataset": recipe["dataset"], "test_accuracy": acc,
+                          "train_time_s": seconds, "recipe": recipe, "student": recipe["student"]}
+        for seed in args.seeds:
+            todo = [*([] if args.no_reference else ["kd_real_data"]), *variants]
+            for variant in todo:
+                if any(r["teacher"] == name and r["variant"] == variant and r["seed"] == seed for r in runs):
+                    continue
+                if variant == "kd_real_data":
+                    steps, batch = shared["student_steps"], shared["student_batch_size"]
+                    row = kd_real_run(recipe, teacher_path, seed, steps, batch)
+                    print(f"{name} kd_real_data: student_acc={row['student_accuracy']:.2f}% "
+                          f"train={row['train_time_s']:.0f}s", flush=True)
+                else:
+                    row = distill_run(name, recipe, teacher_path, variant, variants[variant], shared, seed, args)
+                runs.append({"teacher": name, "variant": variant, "seed": seed, **row})
+                write(args, settings, teachers, runs, time.perf_counter() - started)
+    write(args, settings, teachers, runs, time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
