@@ -79,7 +79,7 @@ def test_several_generators_each_start_fresh_and_each_fill_a_slice_of_the_pool(d
     trained = {k: v.clone() for k, v in engine.generator.state_dict().items()}
     engine.step()  # the second generator starts here, then takes its first step
     assert len(engine.samples.snapshots) == 1 and engine.samples.snapshots[0][0].shape[0] == 2 * 8
-    assert engine._generator_local_step() == 1 and engine.method.penalty.reference is not None
+    assert engine.generator_local_step() == 1 and engine.method.penalty.reference is not None
     weight = "net.0.weight" if "net.0.weight" in trained else next(k for k in trained if k.endswith("weight"))
     assert not torch.equal(engine.generator.state_dict()[weight], trained[weight])
     assert not torch.equal(engine.generator.state_dict()[weight], first_init[weight])  # its own initialisation

@@ -18,19 +18,19 @@ from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec, load_probe
 from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.health import LiveHealth
+from rdskd_dist.engine.metrics import StepMetrics
 from rdskd_dist.engine.samples import SampleSource
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.engine.seeds import later_generator_seed, noise_seed, pool_seed
 from rdskd_dist.engine.schedules import generator_schedule, schedule_steps, student_schedule  # noqa: F401
 from rdskd_dist.engine.result import DistillResult  # noqa: F401  (part of the loop's public face)
 from rdskd_dist.engine.resolve import resolve_config
-from rdskd_dist.errors import NonFiniteLossError, UserError
+from rdskd_dist.errors import UserError
 from rdskd_dist.methods import Method, Terms, get_method_class
 from rdskd_dist.models import LogitsOnly, create_model
 
 ENGINE_FORMAT = "rdskd-engine/1"
 ReportCallback = Callable[[dict[str, float], Optional[dict[str, Any]]], None]
-_NEVER = 2**62  # "no non-finite value seen" for the per-term first-bad-step trackers
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -95,10 +95,7 @@ class Distiller:
         self.generator_starts = {round(k * cfg.generator_steps / cfg.generators): k for k in range(1, cfg.generators)}
         self.iteration = self.g_step = self.s_step = 0
         self.train_time_s = 0.0
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
-        self._first_bad: dict[str, torch.Tensor] = {}
-        self._interval_samples = 0
+        self.metrics = StepMetrics(device)  # loss terms since the last report, on the device
         self.live = LiveHealth(spec.num_classes, rank)  # batch_health/... at each report, one collapse warning
 
     def _new_generator(self) -> nn.Module:
@@ -118,27 +115,11 @@ class Distiller:
         self.opt_g.state.clear()
         self.method.restart_generator()
 
-    def _generator_local_step(self) -> int:
+    def generator_local_step(self) -> int:
         """Steps since the current generator started (what the method's schedules count)."""
         return self.g_step - max([0, *(s for s in self.generator_starts if s <= self.g_step)])
 
     # ---------------------------------------------------------------- steps
-    def _record(self, prefix: str, terms: Terms) -> None:
-        """Accumulate term values on the device: no host synchronisation or copy in the hot loop."""
-        for name, value in terms.items():
-            key = f"{prefix}/{name}"
-            value = value.detach().float()
-            if key not in self._sums:
-                self._sums[key] = torch.zeros((), device=self.device)
-                self._counts[key] = 0
-            if key not in self._first_bad:  # kept across reports, unlike the sums
-                self._first_bad[key] = torch.full((), _NEVER, device=self.device, dtype=torch.long)
-            self._sums[key] += value
-            self._counts[key] += 1
-            bad = ~torch.isfinite(value)
-            first = self._first_bad[key]
-            self._first_bad[key] = torch.where(bad, first.clamp(max=self.iteration), first)
-
     def _set_student_trainable(self, trainable: bool) -> None:
         for p in unwrap(self.student).parameters():
             p.requires_grad_(trainable)
@@ -151,7 +132,7 @@ class Distiller:
             x = self.generator(self.samples.latents())
             self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=True)
-            terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self._generator_local_step())
+            terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self.generator_local_step())
         self.clock.charge("teacher")
         self.opt_g.zero_grad(set_to_none=True)
         self.clock.charge_on_gradient(x, "teacher")  # the backward pass down to the samples
@@ -161,8 +142,8 @@ class Distiller:
         self.clock.charge("generator")
         self._set_student_trainable(True)
         self.g_step += 1
-        self._interval_samples += cfg.batch_size
-        self._record("g", terms)
+        self.metrics.samples += cfg.batch_size
+        self.metrics.record("g", terms, self.iteration)
         self.live.observe(teacher_out)
         x, teacher_out = x.detach(), type(teacher_out)(*(t.detach() if t is not None else None for t in teacher_out))
         self.samples.keep(x, teacher_out)
@@ -184,8 +165,8 @@ class Distiller:
         self.opt_s.step()
         self.sched_s.step()
         self.s_step += 1
-        self._interval_samples += x.shape[0]
-        self._record("s", terms)
+        self.metrics.samples += x.shape[0]
+        self.metrics.record("s", terms, self.iteration)
         self.clock.charge("student")
 
     def step(self) -> None:
@@ -211,33 +192,18 @@ class Distiller:
 
     # ---------------------------------------------------------------- reporting
     def _reduce_metrics(self, interval_s: float) -> dict[str, float]:
-        keys = sorted(self._sums)
-        means = torch.stack([self._sums[k] / max(self._counts[k], 1) for k in keys]) if keys else torch.zeros(0)
+        samples = self.metrics.samples
         live = self.live.stats()  # the last batch's class fractions and confidence, reduced with the means
-        means = torch.cat([means.to(self.device), live]) if live is not None else means
-        first_bad = torch.stack([self._first_bad[k] for k in keys]) if keys else torch.zeros(0, dtype=torch.long)
-        if self.world_size > 1 and dist.is_initialized():
-            dist.all_reduce(means)
-            means /= self.world_size
-            dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
-        bad = [(int(s), k) for k, s in zip(keys, first_bad.tolist()) if s < _NEVER]
-        if bad:
-            step, key = min(bad)
-            raise NonFiniteLossError(step, key)
-        values = means.tolist()
-        metrics = dict(zip(keys, values))
+        metrics, live_values = self.metrics.reduce(self.world_size, live)
         if live is not None:
-            metrics.update(self.live.metrics(values[len(keys):], self.iteration))
+            metrics.update(self.live.metrics(live_values, self.iteration))
         metrics.update({
             "iteration": self.iteration, "g_step": self.g_step, "s_step": self.s_step,
             "lr_generator": self.opt_g.param_groups[0]["lr"], "lr_student": self.opt_s.param_groups[0]["lr"],
-            "samples_per_s": self._interval_samples * self.world_size / max(interval_s, 1e-9),
+            "samples_per_s": samples * self.world_size / max(interval_s, 1e-9),
             "train_time_s": self.train_time_s,
             **self.clock.pop(),
         })
-        self._sums.clear()
-        self._counts.clear()
-        self._interval_samples = 0
         return metrics
 
     def run(self, on_report: ReportCallback | None = None) -> None:
@@ -280,8 +246,7 @@ class Distiller:
             "sched_g": self.sched_g.state_dict(), "sched_s": self.sched_s.state_dict(),
             "method": self.method.state_dict(), "rng": rng,
             "samples": self.samples.state_dict(), "live_health": {"warned": self.live.warned},
-            "pending": {"sums": dict(self._sums), "counts": dict(self._counts),
-                        "first_bad": dict(self._first_bad), "samples": self._interval_samples},
+            "pending": self.metrics.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -306,8 +271,4 @@ class Distiller:
         random.setstate((3, tuple(rng["python"]), None))
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
-        pending = state["pending"]
-        self._sums = {k: v.to(self.device) for k, v in pending["sums"].items()}
-        self._counts = dict(pending["counts"])
-        self._first_bad = {k: v.to(self.device) for k, v in pending["first_bad"].items()}
-        self._interval_samples = pending["samples"]
+        self.metrics.load_state_dict(state["pending"])
