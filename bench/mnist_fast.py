@@ -77,6 +77,11 @@ CONFIGS: dict[str, dict] = {
     **{f"{m}_q": dict(method=m, batch_size=128, **budget, **_FAST) for m, budget in _QUALITY.items()},
     "rdskd_q_only_refresh": dict(method="rdskd", batch_size=128, **_QUALITY["rdskd"], generator_inner_bn_eps=1e-5,
                                  generator_lr_decay_at=[0.8], **_FAST),
+    # RDSKD's fixes left out one at a time (the old refresh order is gone from the code, so "only X" cannot be
+    # built for eps and the generator's decay: everything faithful except X)
+    "rdskd_q_but_eps": dict(method="rdskd", batch_size=128, **_QUALITY["rdskd"], generator_inner_bn_eps=1e-5, **_FAST),
+    "rdskd_q_but_gdecay": dict(method="rdskd", batch_size=128, **_QUALITY["rdskd"], generator_lr_decay_at=[0.8],
+                               **_FAST),
     **{f"dafl_q_only_{fix}": dict(method="dafl", batch_size=128, **_QUALITY["dafl"],
                                   **{k: v for k, v in _DAFL_BEFORE.items() if k != key}, **_FAST)
        for fix, key in (("lr", "lr_generator"), ("log10", "entropy_log"), ("trunk", "activation_feature"),
