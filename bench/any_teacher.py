@@ -3,11 +3,14 @@ state_dicts and distilled through `teacher_arch="own_teachers:FACTORY"` exactly 
 `--teacher-arch own_teachers:gn_gap_cnn` with `bench/` on PYTHONPATH). Per teacher: its test accuracy, a student
 trained by KD on the real training images at the same student budget, and data-free students per method at one
 shared budget, each with the health numbers the run reports without test data (effective classes, top class,
-teacher confidence, student-teacher agreement, collapse warning), side by side with the test accuracy.
+teacher confidence, student-teacher agreement, collapse warning), side by side with the test accuracy, and how
+smooth the final generator's samples are (total variation; on the real-data row, the real test images').
 
     OMP_NUM_THREADS=1 python bench/any_teacher.py --seeds 0
     OMP_NUM_THREADS=1 python bench/any_teacher.py --seeds 0 --teachers shufflenet_1ch --variants rdskd_bn \
         --no-reference --resume                          # add a variant (a lever against collapse) to the same files
+    OMP_NUM_THREADS=1 python bench/any_teacher.py --seeds 0 --teachers gn_gap_cnn --variants rdskd_tv1 rdskd_tv4 \
+        --no-reference --resume                          # the total-variation prior's weight check
 
 `--teachers lenet5_zoo` adds a control from the zoo (LeNet-5, trained and distilled the same way). The results'
 header names the last command; docs/results/README.md lists all of them.
@@ -35,8 +38,8 @@ from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec, load_split  # noqa: E402
 from rdskd_dist.engine import evaluate_accuracy, run_distillation  # noqa: E402
 from rdskd_dist.files import atomic_torch_save, atomic_write_json  # noqa: E402
-from rdskd_dist.methods.losses import kd_kl_loss  # noqa: E402
-from rdskd_dist.models import create_model  # noqa: E402
+from rdskd_dist.methods.losses import kd_kl_loss, total_variation_loss  # noqa: E402
+from rdskd_dist.models import create_model, create_model_from_spec  # noqa: E402
 from rdskd_dist.teachers import build_external, load_teacher  # noqa: E402
 
 # Each teacher: dataset, factory (module:callable, as --teacher-arch takes it), training recipe, student.
@@ -58,6 +61,7 @@ TEACHERS = {
 # teacher, one-cycle student lr) and a half-width generator (the reference generator's 128/64 channels cost about
 # 110 M multiply-adds per 32x32 sample, more than any of these teachers; at width 0.5 a quarter of that).
 STUDENT_STEPS, STUDENT_BATCH, GEN_BATCH = 1000, 256, 128
+TV_CHECK, W_TV = (1.0, 4.0), 1.0  # the weights tried on gn_gap_cnn, and the one kept
 SHARED = dict(batch_size=GEN_BATCH, student_steps=STUDENT_STEPS, student_batch_size=STUDENT_BATCH,
               memory_bank=25600, augment_shift=3, augment_mixup=1.0, precision="fp32", generator_width=0.5)
 VARIANTS = {
@@ -68,6 +72,11 @@ VARIANTS = {
     "rdskd_gen4": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
                        generators=4),
     "dfad_bn": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle", w_bn=1.0),
+    # the total-variation image prior (any teacher, BN or not); rdskd_tv carries the weight picked by the
+    # rdskd_tv<W> check on gn_gap_cnn (docs/results/README.md)
+    **{f"rdskd_tv{w:g}": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
+                              w_tv=w) for w in TV_CHECK},
+    "rdskd_tv": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle", w_tv=W_TV),
 }
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")
@@ -165,7 +174,7 @@ def kd_real_run(recipe: dict, teacher_path: Path, seed: int, steps: int, batch: 
     train_net(student, train, epochs=0, batch_size=batch, lr=2e-3, seed=seed, teacher=teacher, steps=steps)
     seconds = time.perf_counter() - start
     return {"student_accuracy": evaluate_accuracy(student, test, torch.device("cpu")), "train_time_s": seconds,
-            "wall_time_s": seconds}
+            "wall_time_s": seconds, "sample_tv": real_tv(recipe)}
 
 
 def distill_run(name: str, recipe: dict, teacher_path: Path, variant: str, options: dict, shared: dict, seed: int,
@@ -183,7 +192,28 @@ def distill_run(name: str, recipe: dict, teacher_path: Path, variant: str, optio
                         **shared, **options)
     result = run_distillation(cfg, on_report=on_report)
     print(f"{name} {variant}: {result.line()}", flush=True)
-    return {**result.to_dict(), "batch_health_trace": trace}
+    return {**result.to_dict(), "batch_health_trace": trace, "sample_tv": sample_tv(cfg.output)}
+
+
+def sample_tv(run_dir: Path, n: int = 512) -> float | None:
+    """Total variation (the w_tv prior's measure) of n samples of a run's final generator in eval mode, fixed noise:
+    how smooth the images the student learnt from are, next to the real images' value on the kd_real_data row."""
+    path = run_dir / "generator.pt"
+    if not path.exists():
+        return None
+    saved = torch.load(path, weights_only=True)
+    generator = create_model_from_spec(saved["arch"])
+    generator.load_state_dict(saved["state_dict"])
+    generator.eval()
+    with torch.no_grad():
+        z = torch.randn(n, generator.latent_dim, generator=torch.Generator().manual_seed(1))
+        return total_variation_loss(generator(z)).item()
+
+
+def real_tv(recipe: dict, n: int = 2000) -> float:
+    """The same measure on the first n real test images, normalised as the teacher sees them."""
+    test = load_split(recipe["dataset"], "test", recipe["data_root"])
+    return total_variation_loss(normalize(test.images[:n], test.spec)).item()
 
 
 def _fmt(v, spec: str = ".1f") -> str:
@@ -204,8 +234,8 @@ def _warnings(run: dict) -> str:
 
 def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -> None:
     rows = ["| teacher (test acc.) | student | seed | student acc. % | % of KD-real | eff. classes | top class "
-            "| teacher conf. | agreement % | collapse warning: final / live (first step) | train s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| teacher conf. | agreement % | collapse warning: final / live (first step) | sample TV | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, info in teachers.items():
         mine = [r for r in runs if r["teacher"] == name]
         for r in sorted(mine, key=lambda r: (r["variant"] != "kd_real_data", r["seed"])):
@@ -216,7 +246,7 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
             rows.append(f"| {name} ({info['test_accuracy']:.2f}) | {r['variant']} | {r['seed']} "
                         f"| {r['student_accuracy']:.2f} | {_fmt(share)} | {_fmt(h.get('effective_classes'))} "
                         f"| {_fmt(h.get('top_class_fraction'), '.2f')} | {_fmt(h.get('mean_confidence'), '.2f')} "
-                        f"| {_fmt(h.get('agreement'))} | {_warnings(r)} "
+                        f"| {_fmt(h.get('agreement'))} | {_warnings(r)} | {_fmt(r.get('sample_tv'), '.3f')} "
                         f"| {r['train_time_s']:.0f} |")
     teacher_rows = "\n".join(f"- `{n}`: `{i['arch']}` on {i['dataset']}, {i['test_accuracy']:.2f}% test accuracy, "
                              f"trained here in {i['train_time_s']:.0f} s" for n, i in teachers.items())
@@ -228,7 +258,9 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
           f"{settings['shared']['student_batch_size']} on real training images with the teacher's soft labels (T=4, "
           "Adam one-cycle 2e-3). Health numbers (from 8 fresh batches of the final generator, no test data): "
           "effective classes = exp(entropy of the teacher's class histogram), top class = largest class share, "
-          "teacher conf. = mean max-softmax, agreement = student-teacher top-1 agreement on those samples.\n\n"
+          "teacher conf. = mean max-softmax, agreement = student-teacher top-1 agreement on those samples. Sample TV: "
+          "the w_tv prior's measure (mean squared difference of neighbouring pixels, normalised inputs) on 512 samples "
+          "of the final generator; on a kd_real_data row, on 2,000 real test images.\n\n"
           + "\n".join(rows) + "\n")
     write_results(args.out_dir, args.name, {"settings": settings, "seeds": args.seeds, "teachers": teachers,
                                             "runs": runs, "wall_time_s": wall}, md)
@@ -261,6 +293,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"mode": "tiny (digits)" if args.tiny else "CPU scale", "shared": shared,
                 "variants": {**old.get("settings", {}).get("variants", {}), **variants},
                 "threads": torch.get_num_threads()}
+    for r in runs:  # rows written before the sample-TV column: measured from what those runs left
+        if "sample_tv" not in r and r["teacher"] in TEACHERS and not args.tiny:
+            r["sample_tv"] = (real_tv(TEACHERS[r["teacher"]]) if r["variant"] == "kd_real_data" else
+                              sample_tv(args.teacher_dir / f"{r['teacher']}_{r['variant']}_s{r['seed']}"))
     started = time.perf_counter()
     for name, recipe in recipes.items():
         teacher_path, acc, seconds = get_teacher(name, recipe, args)

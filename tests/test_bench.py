@@ -97,6 +97,7 @@ def test_any_teacher_tiny(tmp_path):
     for run in data["runs"][1:]:
         assert {"effective_classes", "agreement", "collapsed"} <= set(run["health"])
         assert run["batch_health_trace"] and "batch_health/effective_classes" in run["batch_health_trace"][-1]
+    assert all(r["sample_tv"] > 0 for r in data["runs"])  # the real images' and each generator's smoothness
     assert "| gn_gap_cnn (" in (tmp_path / "tiny.md").read_text()
     runs = tmp_path / "runs"
     assert (runs / "gn_gap_cnn.pt").exists() and (runs / "gn_gap_cnn_rdskd_s0" / "result.json").exists()

@@ -14,6 +14,7 @@ from rdskd_dist.methods.losses import (
     kd_kl_loss,
     l1_logit_loss,
     onehot_loss,
+    total_variation_loss,
 )
 from rdskd_dist.methods.rdskd import ExponentialPenalty
 
@@ -104,3 +105,11 @@ def test_bn_statistics_term_zero_at_running_stats_and_positive_otherwise():
     term.start()
     bn(torch.zeros(4, 2, 3, 3))
     assert math.isclose(term.collect().item(), math.sqrt(2) + math.sqrt(2) * 4, rel_tol=1e-5)
+
+
+def test_total_variation_is_zero_for_a_constant_image_and_positive_for_noise():
+    assert total_variation_loss(torch.full((2, 1, 8, 8), 0.7)).item() < 1e-12
+    noise = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert 1.5 < total_variation_loss(noise).item() < 2.5  # unit-variance noise: E (a - b)^2 = 2
+    ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 1, 8, 8)  # steps of 1 along the width only
+    assert math.isclose(total_variation_loss(ramp).item(), 0.5, rel_tol=1e-6)

@@ -94,3 +94,19 @@ def test_bn_term_added_to_generator_loss_for_bn_teacher():
     engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
     engine.generator_step()
     assert engine.metrics.means()["g/bn"] > 0
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_tv_prior_reaches_every_generator_loss(digits_teacher, method):
+    off = make_engine(digits_teacher, method=method)
+    on = make_engine(digits_teacher, method=method, w_tv=2.0)
+    x, teacher_out = off.samples.fresh(generator_train_mode=True)
+    with torch.no_grad():
+        plain = off.method.generator_loss(x, teacher_out, off.student, 0)
+        prior = on.method.generator_loss(x, teacher_out, off.student, 0)
+    assert "tv" not in plain and prior["tv"] > 0
+    assert torch.allclose(prior["total"], plain["total"] + 2.0 * prior["tv"], atol=1e-5)
+    on.generator_step()
+    assert on.metrics.means()["g/tv"] > 0
+    off.generator_step()
+    assert "g/tv" not in off.metrics.means()  # off by default: the reference settings are unchanged

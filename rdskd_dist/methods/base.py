@@ -17,7 +17,7 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict
 
 from rdskd_dist.errors import UserError
-from rdskd_dist.methods.losses import BNStatsLoss
+from rdskd_dist.methods.losses import BNStatsLoss, total_variation_loss
 from rdskd_dist.models.base import Features
 
 if TYPE_CHECKING:  # config.py imports the method registry, never this module
@@ -92,6 +92,16 @@ class Method:
         if self.bn_stats is not None:
             terms["bn"] = self.bn_stats.collect()
             terms["total"] = terms["total"] + self.cfg.w_bn * terms["bn"]
+        return terms
+
+    def add_prior_terms(self, terms: Terms, x: torch.Tensor) -> Terms:
+        """The image priors every method's generator loss ends with, each only when its weight is on: the
+        BN-statistics term (`w_bn`, teachers with BN) and total-variation smoothness of the samples x (`w_tv`,
+        any teacher). Metrics: `g/bn`, `g/tv`."""
+        self.add_bn_term(terms)
+        if self.cfg.w_tv > 0:
+            terms["tv"] = total_variation_loss(x)
+            terms["total"] = terms["total"] + self.cfg.w_tv * terms["tv"]
         return terms
 
     def state_dict(self) -> dict[str, Any]:

@@ -63,7 +63,7 @@ class DAFL(Method):
             terms["a"] = activation_loss(feature)
             total = total + cfg.w_a * terms["a"]
         terms["total"] = total
-        return self.add_bn_term(terms)
+        return self.add_prior_terms(terms, x)
 
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:
         return {"total": kd_kl_loss(student(x), teacher_out.logits, self.cfg.temperature)}

@@ -36,7 +36,7 @@ class DFAD(Method):
 
     def generator_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable, g_step: int) -> Terms:
         discrepancy = l1_logit_loss(student(x), teacher_out.logits)
-        return self.add_bn_term({"total": -discrepancy, "adv": discrepancy})
+        return self.add_prior_terms({"total": -discrepancy, "adv": discrepancy}, x)
 
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:
         return {"total": l1_logit_loss(student(x), teacher_out.logits)}

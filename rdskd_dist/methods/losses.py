@@ -63,6 +63,15 @@ def activation_boundary_loss(student_pre: torch.Tensor, teacher_pre: torch.Tenso
     return off.mean()
 
 
+def total_variation_loss(x: torch.Tensor) -> torch.Tensor:
+    """Smoothness prior on images: the mean squared difference between each pixel and its right-hand and
+    lower neighbours, the two directions averaged (0 for a constant image; about 2 for unit-variance noise)."""
+    x = x.float()
+    horizontal = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
+    vertical = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean()
+    return (horizontal + vertical) / 2
+
+
 class BNStatsLoss:
     """Sum over a network's BN layers of ||mu(x) - running_mean||_2 + ||var(x) - running_var||_2.
 

@@ -96,7 +96,7 @@ class RDSKD(Method):
         terms = {"total": total, "oh": oh, "ie": ie, "ds": ds}
         if self.penalty is not None:
             terms["ref_oh"], terms["ref_ie"] = self.penalty.used[0], self.penalty.used[1]
-        return self.add_bn_term(terms)
+        return self.add_prior_terms(terms, x)
 
     def restart_generator(self) -> None:
         if self.penalty is not None:
