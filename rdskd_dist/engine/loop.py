@@ -19,7 +19,7 @@ from rdskd_dist.data import DatasetSpec, load_probe
 from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.health import LiveHealth
 from rdskd_dist.engine.metrics import StepMetrics
-from rdskd_dist.engine.samples import SampleSource
+from rdskd_dist.engine.samples import SampleSource, unwrap
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.engine.seeds import later_generator_seed, noise_seed, pool_seed
 from rdskd_dist.engine.schedules import generator_schedule, schedule_steps, student_schedule  # noqa: F401
@@ -31,11 +31,6 @@ from rdskd_dist.models import LogitsOnly, create_model
 
 ENGINE_FORMAT = "rdskd-engine/1"
 ReportCallback = Callable[[dict[str, float], Optional[dict[str, Any]]], None]
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The network inside a DDP wrapper (calls on it skip DDP's gradient hooks)."""
-    return getattr(module, "module", module)
 
 
 def to_device(obj: Any, device: torch.device) -> Any:

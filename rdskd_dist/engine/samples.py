@@ -22,7 +22,8 @@ from rdskd_dist.methods.mixing import mix_pairs
 from rdskd_dist.models.base import Features
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (calls on it skip DDP's gradient hooks)."""
     return getattr(module, "module", module)
 
 
@@ -141,7 +142,7 @@ class SampleSource:
 
     @torch.no_grad()
     def fresh(self, generator_train_mode: bool) -> tuple[torch.Tensor, Any]:
-        generator = _unwrap(self.generator).train(generator_train_mode)
+        generator = unwrap(self.generator).train(generator_train_mode)
         with autocast(self.device, self.cfg.precision):
             x = generator(self.latents())
             self.clock.charge("generator")
@@ -163,7 +164,7 @@ class SampleSource:
         """Draw generator `index`'s slice of the pool from the current (eval-mode) generator. Each slice
         has its own seed, so a resumed run rebuilds the same pool."""
         pool_noise = torch.Generator(device=self.device).manual_seed(self.pool_seed + 7 * index)
-        generator = _unwrap(self.generator).eval()
+        generator = unwrap(self.generator).eval()
         xs, outs = [], []
         for _ in range(self._slice_sizes()[index]):
             with autocast(self.device, self.cfg.precision):
