@@ -15,6 +15,7 @@ sweep's champion may come from an earlier invocation.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -44,10 +45,15 @@ class SweepTracker:
         self.objective = objective
         self.resume = resume
         self.retry_for_s = retry_for_s
-        self.client = RetryingClient(self.uri, retry_for_s)
         self.experiment_id: Optional[str] = None
         self.run_id: Optional[str] = None
         self._callbacks: list = []
+
+    @functools.cached_property
+    def client(self) -> RetryingClient:
+        # opened on first use (seconds: MLflow's import and the store's schema check), so that a sweep
+        # can open it while its teacher trains
+        return RetryingClient(self.uri, self.retry_for_s)
 
     @classmethod
     def for_spec(cls, spec, tracking_uri: Optional[str] = None, resume: bool = False) -> "SweepTracker":
