@@ -90,6 +90,21 @@ def test_spec_errors_name_file_and_line(tmp_path, text, message):
         load_spec(path)
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "tune").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_spec_loads_and_plans(path):
+    """The specs in tune/ are what users submit: each one validates and gives the paired design it says."""
+    spec = load_spec(path)
+    assert spec.methods and spec.num_points >= 1 and spec.space
+    if spec.mode != "robustness":
+        return
+    plans = robustness_design(spec)
+    assert len(plans) == spec.num_points * len(spec.seeds) * len(spec.methods)
+    for plan in plans[:len(spec.methods)]:  # each method resolves its options at the first point
+        cfg, columns = trial_config(spec.base, plan.method, plan.seed, spec.space, plan.x)
+        assert cfg.method == plan.method and all(f"mult_{k}" in columns for k in spec.space)
+
+
 def test_spec_overrides_and_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_spec(tmp_path, tiny_spec(tmp_path, "ov", None, teacher_train={"epochs": 1},
