@@ -22,6 +22,7 @@ import yaml
 
 from rdskd_dist.errors import UserError
 from rdskd_dist.tune.design import apply_design, reference_values, robustness_design, sobol_unit, trial_config
+from rdskd_dist.tune.plots import accuracy_vs_options, importances
 from rdskd_dist.tune.report import describe, markdown, summarize
 from rdskd_dist.tune.spec import Dim, load_spec
 
@@ -92,7 +93,7 @@ def test_spec_errors_name_file_and_line(tmp_path, text, message):
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "tune").glob("*.yaml")),
                          ids=lambda p: p.name)
-def test_every_shipped_spec_loads_and_plans(path):
+def test_every_shipped_spec_loads_and_plans(path, tmp_path):
     """The specs in tune/ are what users submit: each one validates and gives the paired design it says."""
     spec = load_spec(path)
     assert spec.methods and spec.num_points >= 1 and spec.space
@@ -103,6 +104,12 @@ def test_every_shipped_spec_loads_and_plans(path):
     for plan in plans[:len(spec.methods)]:  # each method resolves its options at the first point
         cfg, columns = trial_config(spec.base, plan.method, plan.seed, spec.space, plan.x)
         assert cfg.method == plan.method and all(f"mult_{k}" in columns for k in spec.space)
+    # the report's per-option views look up every method's reference of every swept option, including
+    # options that only another method owns (ar_weight is DFAD+AR+VI's alone)
+    row = {"key": plans[0].key, "method": plans[0].method, "status": "ok", spec.objective.name: 90.0,
+           **{f"mult_{k}": v for k, v in plans[0].x.items()}}
+    assert accuracy_vs_options([row], spec, tmp_path / "options.png").exists()
+    assert isinstance(importances([row], spec), dict)
 
 
 def test_spec_overrides_and_absolute_paths(tmp_path, monkeypatch):

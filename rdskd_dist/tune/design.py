@@ -57,6 +57,13 @@ def reference_values(base: DistillConfig, method: str) -> dict[str, Any]:
     return values
 
 
+def varied_options(base: DistillConfig, method: str, space: dict[str, Dim]) -> dict[str, Dim]:
+    """The dimensions that change `method`'s config: not another method's option, and not a multiplier
+    of a reference of 0 (a term the method does not use)."""
+    refs = reference_values(base, method)
+    return {name: dim for name, dim in space.items() if name in refs and (refs[name] or not dim.relative)}
+
+
 def apply_design(base: DistillConfig, method: str, space: dict[str, Dim], x: dict[str, float]) -> dict[str, Any]:
     """The DistillConfig overrides (absolute values) of design values `x` for `method`."""
     refs = reference_values(base, method)

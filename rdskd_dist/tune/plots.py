@@ -81,10 +81,10 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
         return None
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    from rdskd_dist.tune.design import reference_values
+    from rdskd_dist.tune.design import varied_options
 
     plt = _plt()
-    refs = {m: reference_values(spec.base, m) for m in spec.methods}
+    varied = {m: varied_options(spec.base, m, spec.space) for m in spec.methods}
     n = len(spec.space)
     cols = min(n, 3)
     nrows = (n + cols - 1) // cols
@@ -92,7 +92,7 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
     for k, (name, dim) in enumerate(spec.space.items()):
         ax = axes[k // cols][k % cols]
         for i, m in enumerate(spec.methods):
-            if dim.relative and not refs[m][name]:  # the method has no such term (reference 0): nothing varied
+            if name not in varied[m]:
                 continue
             pts = [(design_value(r, name, dim), v) for r, v in _ok(rows, spec, m)]
             pts = [p for p in pts if p[0] is not None]
@@ -126,14 +126,12 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
     """Optuna's parameter importances per method, from a study rebuilt from the ok rows."""
     import optuna
 
-    from rdskd_dist.tune.design import reference_values
+    from rdskd_dist.tune.design import varied_options
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: dict[str, dict[str, float]] = {}
     for m in spec.methods:
-        refs = reference_values(spec.base, m)
-        # options the method does not use (a relative option whose reference is 0) are left out
-        space = {name: dim for name, dim in spec.space.items() if not (dim.relative and not refs[name])}
+        space = varied_options(spec.base, m, spec.space)
         dists = {name: dim.distribution() for name, dim in space.items()}
         if not dists:
             continue
