@@ -112,6 +112,29 @@ def test_every_shipped_spec_loads_and_plans(path, tmp_path):
     assert isinstance(importances([row], spec), dict)
 
 
+def test_a_partial_sweep_grows_on_resume_with_more_points_or_seeds(tmp_path, random_teacher):
+    """A robustness sweep run in part (a few points on a small machine) continues on --resume with more
+    points or seeds: the short design is a prefix of the long one, so finished trials keep their keys and
+    values. Fewer points, or any other change, is still another sweep."""
+    from rdskd_dist.tune.sweep import prepare_folder
+
+    small = load_spec(None, data=tiny_spec(tmp_path, "grow", random_teacher, num_points=2, seeds=[0]))
+    big = load_spec(None, data=tiny_spec(tmp_path, "grow", random_teacher, num_points=5, seeds=[0, 1]))
+    short, long = robustness_design(small), robustness_design(big)
+    assert {p.key: p.x for p in short}.items() <= {p.key: p.x for p in long}.items()
+    prepare_folder(small, resume=False)
+    prepare_folder(big, resume=True)
+    assert load_spec(big.sweep_dir / "spec.yaml").num_points == 5  # the folder now holds the grown sweep
+    with pytest.raises(UserError, match="holds a different sweep"):  # without --resume: another sweep
+        prepare_folder(small, resume=False)
+    with pytest.raises(UserError, match=r"differs in: num_points"):  # shrinking would orphan finished trials
+        prepare_folder(small, resume=True)
+    moved = load_spec(None, data=tiny_spec(tmp_path, "grow", random_teacher, num_points=6, seeds=[0, 1],
+                                           design_seed=3))
+    with pytest.raises(UserError, match=r"differs in: design_seed"):
+        prepare_folder(moved, resume=True)
+
+
 def test_spec_overrides_and_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_spec(tmp_path, tiny_spec(tmp_path, "ov", None, teacher_train={"epochs": 1},

@@ -91,11 +91,21 @@ def concurrency(spec: SweepSpec, console: Console) -> int:
 
 # ---------------------------------------------------------------- folder and teacher
 
+def extends_design(saved: SweepSpec, spec: SweepSpec) -> bool:
+    """A robustness design with at least the saved points and seeds. A Sobol design of N points is the
+    first N points of a longer one with the same seed, so every finished trial keeps its key and values:
+    a sweep run in part on a small machine grows on a cluster with --resume --num-points N."""
+    return (saved.mode == spec.mode == "robustness" and spec.num_points >= saved.num_points
+            and set(saved.seeds) <= set(spec.seeds))
+
+
 def prepare_folder(spec: SweepSpec, resume: bool) -> SweepFolder:
     folder = SweepFolder(spec.sweep_dir)
     if folder.spec_file.is_file():
         saved = load_spec(folder.spec_file)
         mine, theirs = spec.design_dump(), saved.design_dump()
+        if resume and extends_design(saved, spec):  # more points or seeds: the finished trials stay valid
+            mine = {**mine, "num_points": saved.num_points, "seeds": saved.seeds}
         if mine != theirs:
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise UserError(f"sweep folder {folder.path} holds a different sweep (differs in: {', '.join(diff)}); "
