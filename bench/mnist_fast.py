@@ -72,6 +72,9 @@ CONFIGS: dict[str, dict] = {
                       augment_shift=3, augment_mixup=1.0, **_FAST),
     **{f"{m}_fast": dict(method=m, student_steps=2000, batch_size=128, memory_bank=51200, student_batch_size=256,
                          augment_shift=3, augment_mixup=1.0, **_FAST) for m in ("dfad", "dfad_ar_vi")},
+    # the same adversarial schedules with the short-budget options off: the student trains on the exact
+    # batch the generator just made adversarial (paired against *_fast)
+    **{f"{m}_fast_off": dict(method=m, student_steps=2000, batch_size=128, **_FAST) for m in ("dfad", "dfad_ar_vi")},
     # The faithful-methods comparison at the quality table's budgets (bench/mnist_quality.py, batch 128), with
     # each reference detail switched back one at a time ("_only_X": everything as before except X).
     **{f"{m}_q": dict(method=m, batch_size=128, **budget, **_FAST) for m, budget in _QUALITY.items()},
