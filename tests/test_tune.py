@@ -104,6 +104,9 @@ def test_every_shipped_spec_loads_and_plans(path, tmp_path):
     for plan in plans[:len(spec.methods)]:  # each method resolves its options at the first point
         cfg, columns = trial_config(spec.base, plan.method, plan.seed, spec.space, plan.x)
         assert cfg.method == plan.method and all(f"mult_{k}" in columns for k in spec.space)
+        # every swept value reaches the trial, method-owned options (ar_weight, vi_weight) included
+        for name, value in apply_design(spec.base, plan.method, spec.space, plan.x).items():
+            assert columns[name] == pytest.approx(value), (plan.method, name)
     # the report's per-option views look up every method's reference of every swept option, including
     # options that only another method owns (ar_weight is DFAD+AR+VI's alone)
     row = {"key": plans[0].key, "method": plans[0].method, "status": "ok", spec.objective.name: 90.0,

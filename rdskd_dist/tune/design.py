@@ -84,8 +84,11 @@ def trial_config(base: DistillConfig, method: str, seed: int, space: dict[str, D
     from rdskd_dist.data import get_spec
     from rdskd_dist.engine.resolve import resolve_config
 
-    cfg = base.model_copy(update={"method": method, "seed": seed, "output": output,
-                                  **apply_design(base, method, space, x)})
+    overrides = apply_design(base, method, space, x)
+    options = {k: v for k, v in overrides.items() if k not in DistillConfig.model_fields}  # the method's own
+    fields = {k: v for k, v in overrides.items() if k not in options}
+    cfg = base.model_copy(update={"method": method, "seed": seed, "output": output, **fields,
+                                  "method_options": {**base.method_options, **options}})
     cfg = DistillConfig.model_validate(cfg.model_dump())  # re-check the swept values against the field rules
     resolved = resolve_config(cfg, get_spec(cfg.dataset))
     columns = option_values(resolved)
