@@ -84,12 +84,10 @@ def trial_config(base: DistillConfig, method: str, seed: int, space: dict[str, D
     from rdskd_dist.data import get_spec
     from rdskd_dist.engine.resolve import resolve_config
 
-    overrides = apply_design(base, method, space, x)
-    options = {k: v for k, v in overrides.items() if k not in DistillConfig.model_fields}  # the method's own
-    fields = {k: v for k, v in overrides.items() if k not in options}
-    cfg = base.model_copy(update={"method": method, "seed": seed, "output": output, **fields,
-                                  "method_options": {**base.method_options, **options}})
-    cfg = DistillConfig.model_validate(cfg.model_dump())  # re-check the swept values against the field rules
+    # validated from a dict: swept values are checked against the field rules, and the method's own options
+    # (ar_weight, ...) gather into method_options as they do from the CLI or YAML
+    cfg = DistillConfig.model_validate({**base.model_dump(), "method": method, "seed": seed, "output": output,
+                                        **apply_design(base, method, space, x)})
     resolved = resolve_config(cfg, get_spec(cfg.dataset))
     columns = option_values(resolved)
     columns.update({"budget_generator_steps": resolved.generator_steps, "budget_student_steps": resolved.student_steps,
