@@ -2,19 +2,21 @@
 
 One table of cases for `python -m rdskd_dist.train`, `python -m rdskd_dist.tune` and
 `python -m rdskd_dist.pull`: options, YAML files (errors carry file:line), teacher files, dataset
-roots, output locations, MLflow tracking URIs and Ray cluster addresses. The subprocesses of all cases run a few at a time in one module fixture (each is mostly
-interpreter and torch start-up), then every case checks its own result.
+roots, output locations, MLflow tracking URIs and Ray cluster addresses. All cases run a few at a time in
+one module fixture, each in its own process forked from one that has already imported torch and Ray
+(`cli_forker.py`: a case is otherwise mostly interpreter and torch start-up), then every case checks
+its own result.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ import torch
 from rdskd_dist.models import create_model
 
 PWNED = Path("/tmp/rdskd_pwned")
+FORKER = Path(__file__).resolve().parent / "cli_forker.py"
 PARALLEL = 3
 CASE_TIMEOUT_S = 120
 MAX_CPU_S = 20  # per case; most take 1-4 s, the NaN case trains a few steps
@@ -218,35 +221,56 @@ class Outcome:
     cpu_s: float  # user + system of the process and its children: "fast" whatever else loads the machine
 
 
-def run_case(cmd: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
-    """Run `cmd`, killed after CASE_TIMEOUT_S; os.wait4 gives this child's own CPU time."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    timer = threading.Timer(CASE_TIMEOUT_S, proc.kill)
-    timer.start()
-    try:  # the outputs are a few lines: the pipes cannot fill up before the process ends
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.stdout.read(), proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
-    return Outcome(proc.returncode, out, err, cwd, time.perf_counter() - start, usage.ru_utime + usage.ru_stime)
+class ForkedCli:
+    """One lane of `cli_forker.py`: a process with the imports done that forks a child per case (see there)."""
+
+    def __init__(self, env: dict[str, str], scratch: Path):
+        self.scratch = scratch
+        self.proc = subprocess.Popen([sys.executable, str(FORKER)], env=env, cwd=scratch, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, cmd: list[str], cwd: Path) -> Outcome:
+        assert cmd[:2] == [sys.executable, "-m"], cmd
+        out, err = self.scratch / f"{cwd.name}.out", self.scratch / f"{cwd.name}.err"
+        request = {"module": cmd[2], "argv": cmd[3:], "cwd": str(cwd), "stdout": str(out), "stderr": str(err),
+                   "timeout_s": CASE_TIMEOUT_S}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply, "the CLI forker died"
+        done = json.loads(reply)
+        return Outcome(done["returncode"], out.read_text(), err.read_text(), cwd, done["wall_s"], done["cpu_s"])
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
 def outcomes(inputs, tmp_path_factory) -> dict[str, Outcome]:
-    """Every case run once, PARALLEL at a time, each in its own empty working directory."""
+    """Every case run once, PARALLEL at a time, each in its own empty working directory, each in its own process
+    (forked from a lane that has done the imports: `cli_forker.py`)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
 
+    lanes: queue.Queue[ForkedCli] = queue.Queue()
+    for _ in range(PARALLEL):
+        lanes.put(ForkedCli(env, tmp_path_factory.mktemp("lane")))
+
     def run(name: str) -> tuple[str, Outcome]:
         cwd = tmp_path_factory.mktemp("case")
-        return name, run_case(command(CASES[name], inputs, cwd / "out"), cwd, env)
+        lane = lanes.get()
+        try:
+            return name, lane.run(command(CASES[name], inputs, cwd / "out"), cwd)
+        finally:
+            lanes.put(lane)
 
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        return dict(pool.map(run, CASES))
+    try:
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            return dict(pool.map(run, CASES))
+    finally:
+        while not lanes.empty():
+            lanes.get().close()
 
 
 @pytest.mark.parametrize("name", list(CASES))

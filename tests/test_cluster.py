@@ -3,12 +3,11 @@
 * `--storage` checks (one-line errors before any trial) and a sweep on a local Ray whose Train
   workers crash once (RDSKD_CRASH_AT_STEP): Tune retries every trial and Ray Train resumes it from
   its last checkpoint in the storage; `--resume` on a fresh driver folder pulls the ledger back.
-* A head and a worker node (`cluster/local-cluster.sh`, 1 CPU each, own ports and state folder)
-  and a real `mlflow server`: the sweep is submitted with `ray job submit` and its two trials' Train
-  workers must run on both nodes.
-* A head and two worker nodes: a worker node running a trial that has checkpointed is killed
-  (raylet and workers, SIGKILL); the sweep must still finish every trial exactly once, the killed
-  one retried by Tune and resumed from its checkpoint.
+* A head and two worker nodes (`cluster/local-cluster.sh`, 1 CPU each, own ports and state folder)
+  and a real `mlflow server`: the sweep is submitted with `ray job submit`, its two trials' Train
+  workers must start on two nodes, and the worker node running a trial that has checkpointed is
+  killed (raylet and workers, SIGKILL); the sweep must still finish every trial exactly once, the
+  killed one retried by Tune and resumed from its checkpoint.
 
 Digits demo, tiny budgets: the numbers are meaningless, the machinery is what is tested.
 """
@@ -234,40 +233,6 @@ def mlflow_runs(uri: str, experiment: str) -> tuple[list, list]:
             [r for r in runs if r.data.tags.get("rdskd.run_type") == "trial"])
 
 
-@pytest.mark.timeout(1800)  # minutes on a quiet 2-core machine; generous for loaded ones
-def test_job_submit_runs_trials_on_both_nodes_with_storage_and_mlflow(digits_teacher, tmp_path, mlflow_uri):
-    """Head + one worker node, 1 CPU each; two trials of 1 CPU (0.01 trial + 0.99 Train worker) at once
-    can only fit as one Train worker per node. Submitted with `ray job submit`, tracked in a real
-    MLflow server, results in file:// storage."""
-    uri, mlflow_proc = mlflow_uri
-    store = tmp_path / "store"
-    spec = write_yaml(tmp_path / "spec.yaml", sweep_spec("two-nodes", digits_teacher, tmp_path / "sweeps", 1))
-    cluster = LocalCluster(workers=1)
-    start = time.perf_counter()
-    try:
-        cluster.start()
-        wait_healthy(uri, mlflow_proc)
-        job = cluster.submit("python", "-m", "rdskd_dist.tune", "--spec", str(spec), "--storage", f"file://{store}",
-                             "--tracking-uri", uri, "--no-plots")
-        status, logs = cluster.wait_job(job)
-        assert status == "SUCCEEDED", logs[-4000:]
-        head, worker = cluster.node_id(0), cluster.node_id(1)
-    finally:
-        cluster.stop()
-    rows = parquet_rows(store / "two-nodes" / "results.parquet")
-    assert sorted(r["key"] for r in rows) == ["dafl-p000-s0", "rdskd-p000-s0"]
-    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
-    assert {r["node_id"] for r in rows} == {head, worker}  # rank 0 of each trial's Train run
-    assert all(r["hostname"] == socket.gethostname() for r in rows)
-    for name in ("summary.json", "summary.md", "spec.yaml", "ledger/dafl-p000-s0.json"):
-        assert (store / "two-nodes" / name).is_file(), name
-    parents, children = mlflow_runs(uri, "two-nodes")
-    assert len(parents) == 1 and len(children) == 2
-    assert {c.data.tags["rdskd.node_id"] for c in children} == {head, worker}
-    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
-    print(f"two-node job: {time.perf_counter() - start:.0f}s")
-
-
 def running_checkpointed_run(train_dir: Path, nodes: dict[str, int]) -> tuple[str, int] | None:
     """(run name, worker node number) of a Train run whose rank 0 runs on one of `nodes` (node id ->
     number) and that has a registered checkpoint (the controller's snapshot, not just a checkpoint
@@ -287,21 +252,26 @@ def running_checkpointed_run(train_dir: Path, nodes: dict[str, int]) -> tuple[st
 
 
 @pytest.mark.timeout(1800)  # minutes on a quiet 2-core machine; generous for loaded ones
-def test_node_loss_mid_sweep_retries_the_trial_from_its_checkpoint(digits_teacher, tmp_path):
-    """Head + two worker nodes, 1 CPU each, four trials three at a time. Once a trial's Train worker
-    runs on a worker node and has checkpointed, that node is killed (raylet, agents, workers:
-    SIGKILL). The sweep must finish with every trial exactly once, the killed one retried by Tune
-    (FailureConfig) and resumed by Ray Train from its checkpoint on a surviving node."""
+def test_job_submit_spreads_trials_over_nodes_and_survives_losing_one(digits_teacher, tmp_path, mlflow_uri):
+    """Head + two worker nodes, 1 CPU each; the sweep's two trials (1 CPU each: 0.01 trial + 0.99 Train
+    worker) can only run as one Train worker per node. Submitted with `ray job submit`, tracked in a real
+    MLflow server, results in file:// storage. Once a trial's Train worker runs on a worker node and has
+    checkpointed, that node is killed (raylet, agents, workers: SIGKILL). The sweep must finish with every
+    trial exactly once (one row, one ledger entry, one MLflow child run each), the killed one retried by
+    Tune (FailureConfig) and resumed by Ray Train from its checkpoint on the node left free."""
+    uri, mlflow_proc = mlflow_uri
     store = tmp_path / "store"
-    data = sweep_spec("node-loss", digits_teacher, tmp_path / "sweeps", 2, generator_steps=20, student_steps=40)
+    data = sweep_spec("node-loss", digits_teacher, tmp_path / "sweeps", 1, generator_steps=20, student_steps=40)
     spec = write_yaml(tmp_path / "spec.yaml", data)
     cluster = LocalCluster(workers=2)
     start = time.perf_counter()
     try:
         cluster.start()
-        workers = {cluster.node_id(i): i for i in (1, 2)}
+        nodes = {cluster.node_id(i): i for i in (0, 1, 2)}
+        workers = {n: i for n, i in nodes.items() if i > 0}
+        wait_healthy(uri, mlflow_proc)
         job = cluster.submit("python", "-m", "rdskd_dist.tune", "--spec", str(spec), "--storage", f"file://{store}",
-                             "--no-tracking", "--no-plots")
+                             "--tracking-uri", uri, "--no-plots")
         deadline = time.monotonic() + 300
         target = None
         while target is None and time.monotonic() < deadline:
@@ -316,13 +286,22 @@ def test_node_loss_mid_sweep_retries_the_trial_from_its_checkpoint(digits_teache
     finally:
         cluster.stop()
     rows = parquet_rows(store / "node-loss" / "results.parquet")
-    keys = [r["key"] for r in rows]
-    assert sorted(keys) == ["dafl-p000-s0", "dafl-p001-s0", "rdskd-p000-s0", "rdskd-p001-s0"]  # once each
-    assert len(list((store / "node-loss" / "ledger").glob("*.json"))) == 4
+    assert sorted(r["key"] for r in rows) == ["dafl-p000-s0", "rdskd-p000-s0"]  # once each
+    assert len(list((store / "node-loss" / "ledger").glob("*.json"))) == 2
     assert all(r["status"] == "ok" for r in rows), [(r["key"], r["error"]) for r in rows]
+    assert all(r["hostname"] == socket.gethostname() for r in rows)
+    for name in ("summary.json", "summary.md", "spec.yaml", "ledger/dafl-p000-s0.json"):
+        assert (store / "node-loss" / name).is_file(), name
+    # one Train worker per node: the two trials started on two different nodes; both ended on survivors
+    assert len({r["nodes"].split(",")[0] for r in rows}) == 2
+    assert {r["node_id"] for r in rows} <= set(nodes) - {killed}
     hit = next(r for r in rows if r["result_path"].endswith("/" + run_name))
     assert hit["retries"] >= 1 and hit["train_starts"] >= 2, hit
     assert (hit["resumed_from_iteration"] or 0) >= 2, hit  # restored from its checkpoint, not rerun from step 0
     assert killed in hit["nodes"].split(",") and hit["node_id"] != killed
+    parents, children = mlflow_runs(uri, "node-loss")
+    assert len(parents) == 1 and len(children) == 2  # the retried trial is still one child run
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert {c.data.tags["rdskd.node_id"] for c in children} == {r["node_id"] for r in rows}
     print(f"node-loss job: {time.perf_counter() - start:.0f}s, killed node {node} under {run_name}: retries "
           f"{hit['retries']}, Train starts {hit['train_starts']}, resumed at iteration {hit['resumed_from_iteration']}")
