@@ -67,6 +67,14 @@ CONFIGS: dict[str, dict] = {
                               augment_rotate=15.0, augment_scale=0.15, **_REUSE, **_FAST),
     "rdskd_fast_gen4_affine": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
                                    generators=4, augment_rotate=15.0, augment_scale=0.15, **_REUSE, **_FAST),
+    # half of each student batch moved toward student-teacher disagreement (one signed-gradient step of 0.3), and
+    # pool draws balanced over the teacher's classes: paired against rdskd_fast
+    "rdskd_fast_adv": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                           augment_adversarial_steps=1, **_REUSE, **_FAST),
+    "rdskd_fast_bal": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, pool_balance=True,
+                           **_REUSE, **_FAST),
+    "rdskd_fast_adv_bal": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                               augment_adversarial_steps=1, pool_balance=True, **_REUSE, **_FAST),
     # the baselines with the same options (their reference generator/student schedules)
     "dafl_fast": dict(method="dafl", student_steps=1200, batch_size=128, memory_bank=51200, student_batch_size=256,
                       augment_shift=3, augment_mixup=1.0, **_FAST),

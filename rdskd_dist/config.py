@@ -82,6 +82,13 @@ class DistillConfig(BaseModel):
                                                                      "[1 - s, 1 + s]; the teacher relabels it (0: off)")
     augment_mixup: NonNegativeFloat = Field(0.0, description="mix student samples in pairs with Beta(a, a) "
                                                              "coefficients; the teacher relabels the mix (0: off)")
+    augment_adversarial_steps: int = Field(0, ge=0, description="move half of each student batch this many signed-"
+                                                                "gradient steps toward where student and teacher "
+                                                                "disagree most; the teacher relabels it (0: off)")
+    augment_adversarial_eps: PositiveFloat = Field(0.3, description="how far (max norm, in the samples' normalised "
+                                                                    "units) those steps may move a sample in all")
+    pool_balance: bool = Field(False, description="two-stage: draw pool samples evenly over the teacher's classes "
+                                                  "instead of as the generator made them")
 
     # optimisation
     lr_generator: Optional[PositiveFloat] = Field(None, description="generator Adam learning rate (default: per method)")

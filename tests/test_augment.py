@@ -98,3 +98,49 @@ def test_several_generators_need_the_two_stage_schedule(digits_teacher):
     cfg = DistillConfig(method="dafl", generator_steps=4, sample_pool=2, generators=2, batch_size=8)
     with pytest.raises(UserError, match="two_stage"):
         Distiller(cfg, teacher, spec, torch.device("cpu"))
+
+
+def test_adversarial_steps_raise_the_student_teacher_gap_within_eps(digits_teacher):
+    from rdskd_dist.engine.samples import toward_disagreement
+    from rdskd_dist.models import create_model
+
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    torch.manual_seed(0)
+    student = create_model("lenet5_half", num_classes=10, in_channels=1, image_size=32).train()
+    x = torch.randn(64, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+
+    def gap(v):
+        with torch.no_grad():
+            return torch.nn.functional.kl_div(torch.log_softmax(student(v), 1), torch.softmax(teacher(v), 1),
+                                              reduction="batchmean").item()
+
+    moved = toward_disagreement(x, teacher, student, steps=3, eps=0.3, precision="fp32")
+    assert moved.shape == x.shape and (moved - x).abs().max() <= 0.3 + 1e-5  # within the eps ball
+    assert gap(moved) > 1.5 * gap(x)  # the student is further from the teacher where it was moved
+    assert student.training  # its mode is restored
+
+
+def test_adversarial_half_batch_is_relabelled_and_balanced_pool_evens_classes(digits_teacher):
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    cfg = DistillConfig(method="rdskd", generator_steps=3, student_steps=2, batch_size=32, memory_bank=96,
+                        student_batch_size=4000, augment_adversarial_steps=2, pool_balance=True, log_every=100,
+                        eval_teacher=False)
+    engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    for _ in range(3):
+        engine.step()
+    seen = []
+    original = engine.method.student_loss
+    engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
+    engine.step()
+    x, logits = seen[0]
+    with torch.no_grad():
+        assert torch.allclose(logits, teacher(x), atol=1e-4)  # moved samples are relabelled by the teacher
+    pool_labels = engine.samples.pool[1].logits.argmax(1)
+    pool_counts = torch.bincount(pool_labels, minlength=10).float()
+    present = pool_counts > 0
+    drawn = torch.bincount(logits[:2000].argmax(1), minlength=10).float()  # the unmoved half keeps its labels
+    # balanced: every class the pool has is drawn about equally often, however rare it is in the pool
+    assert drawn[present].min() / drawn[present].max() > 0.6, (pool_counts, drawn)
+    assert pool_counts[present].min() / pool_counts[present].max() < 0.6 or present.sum() < 10

@@ -84,8 +84,8 @@ class Distiller:
         self.sched_s = student_schedule(self.opt_s, cfg, self.total_s_steps)
 
         self.clock = PhaseClock(device, cfg.time_phases)
-        self.samples = SampleSource(cfg, self.method, self.generator, self.noise, self.clock, self.memory_format,
-                                    pool_seed=pool_seed(cfg.seed, rank))
+        self.samples = SampleSource(cfg, self.method, self.generator, self.student, self.noise, self.clock,
+                                    self.memory_format, pool_seed=pool_seed(cfg.seed, rank))
         # generators > 1: stage-1 step at which each later generator starts -> its index
         self.generator_starts = {round(k * cfg.generator_steps / cfg.generators): k for k in range(1, cfg.generators)}
         self.iteration = self.g_step = self.s_step = 0

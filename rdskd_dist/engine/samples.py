@@ -8,7 +8,7 @@ trains on a wrong target.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -61,6 +61,29 @@ def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: 
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     # generated images are BN-normalised (background is not 0): the edge value fills what comes in
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def toward_disagreement(x: torch.Tensor, teacher_logits: Callable[[torch.Tensor], torch.Tensor], student: nn.Module,
+                        steps: int, eps: float, precision: str) -> torch.Tensor:
+    """x moved by `steps` signed-gradient steps (each eps/steps, at most eps from x in max norm) that raise the
+    KL divergence from the teacher's to the student's prediction: samples where the student is still wrong,
+    near the teacher's decision boundaries (the idea of DFAD's and CMI's adversarial terms, applied to the
+    samples instead of the generator, so it costs LeNet passes, not generator steps)."""
+    was_training = student.training
+    student.eval()  # BN running statistics must not see the probing passes
+    step = eps / steps
+    moved = x.detach().float()
+    try:
+        for _ in range(steps):
+            moved.requires_grad_(True)
+            with torch.enable_grad(), autocast(x.device, precision):
+                gap = F.kl_div(F.log_softmax(student(moved).float(), 1), F.softmax(teacher_logits(moved).float(), 1),
+                               reduction="batchmean")
+            grad, = torch.autograd.grad(gap, moved)
+            moved = (x.float() + (moved.detach() + step * grad.sign() - x.float()).clamp(-eps, eps)).detach()
+    finally:
+        student.train(was_training)
+    return moved.to(x.dtype)
 
 
 class SampleStore:
@@ -119,15 +142,17 @@ class SampleSource:
     """The batches of one run: fresh samples of the generator, the frozen generator's pool (plus the memory
     bank's samples), replay from the bank in joint and adversarial schedules, and augmentation."""
 
-    def __init__(self, cfg: DistillConfig, method: Method, generator: nn.Module, noise: torch.Generator,
-                 clock: PhaseClock, memory_format: torch.memory_format, pool_seed: int):
-        self.cfg, self.method, self.generator, self.noise, self.clock = cfg, method, generator, noise, clock
+    def __init__(self, cfg: DistillConfig, method: Method, generator: nn.Module, student: nn.Module,
+                 noise: torch.Generator, clock: PhaseClock, memory_format: torch.memory_format, pool_seed: int):
+        self.cfg, self.method, self.generator, self.student = cfg, method, generator, student
+        self.noise, self.clock = noise, clock
         self.memory_format, self.pool_seed = memory_format, pool_seed
         self.device = noise.device
         self.student_batch_size = cfg.student_batch_size or cfg.batch_size
         self.keep_features = method.teacher_features_for_student
         self.bank = SampleStore(cfg.memory_bank, self.keep_features) if cfg.memory_bank else None
         self.pool: tuple[torch.Tensor, Any] | None = None
+        self.pool_weights: torch.Tensor | None = None  # pool_balance: per-sample draw weights
         # pool slices of the generators already trained (generators > 1), kept in checkpoints
         self.snapshots: list[tuple[torch.Tensor, Any]] = []
 
@@ -189,8 +214,14 @@ class SampleSource:
                 x, out = self.bank.contents()
                 parts.append((x.to(parts[0][0].dtype) if parts else x, self._student_view(out)))
             self.pool = (torch.cat([p[0] for p in parts]), _cat([p[1] for p in parts]))
+            if self.cfg.pool_balance:  # each teacher class drawn equally often, whatever the generator favoured
+                labels = self.pool[1].logits.argmax(1)
+                self.pool_weights = 1.0 / torch.bincount(labels)[labels].float()
         x, out = self.pool
-        idx = torch.randint(0, x.shape[0], (self.student_batch_size,), device=self.device, generator=self.noise)
+        if self.pool_weights is not None:
+            idx = torch.multinomial(self.pool_weights, self.student_batch_size, replacement=True, generator=self.noise)
+        else:
+            idx = torch.randint(0, x.shape[0], (self.student_batch_size,), device=self.device, generator=self.noise)
         return x[idx], _index(out, idx)
 
     @torch.no_grad()
@@ -203,7 +234,8 @@ class SampleSource:
             x = torch.cat([x, rx.to(x.dtype)])
             teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
                                               else None for a, b in zip(teacher_out, rout)))
-        if not (cfg.augment_shift or cfg.augment_mixup or cfg.augment_rotate or cfg.augment_scale):
+        if not (cfg.augment_shift or cfg.augment_mixup or cfg.augment_rotate or cfg.augment_scale
+                or cfg.augment_adversarial_steps):
             return x, teacher_out
         if cfg.augment_rotate or cfg.augment_scale:
             x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise)
@@ -211,6 +243,12 @@ class SampleSource:
             x = random_shift(x, cfg.augment_shift, self.noise)
         if cfg.augment_mixup:
             x = mix_pairs(x, cfg.augment_mixup, self.noise)[0]
+        if cfg.augment_adversarial_steps:  # half the batch, so the student keeps seeing the samples themselves
+            half = x.shape[0] // 2
+            moved = toward_disagreement(x[half:], lambda v: self.method.teacher_forward(v, for_generator=False).logits,
+                                        unwrap(self.student), cfg.augment_adversarial_steps,
+                                        cfg.augment_adversarial_eps, cfg.precision)
+            x = torch.cat([x[:half], moved])
         x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, cfg.precision):
             teacher_out = self.method.teacher_forward(x, for_generator=False)
