@@ -40,10 +40,11 @@ def run_child(request: dict) -> None:
     code = 0
     try:
         runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        if not isinstance(stop.code, (int, type(None))):
-            print(stop.code, file=sys.stderr)
+    except SystemExit as stop:  # as the interpreter does: None is 0, a message is printed and is 1
+        code = 0 if stop.code is None else stop.code
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
     except BaseException:  # noqa: BLE001  (what the interpreter would print for an uncaught exception)
         traceback.print_exc()
         code = 1

@@ -18,6 +18,7 @@ from rdskd_dist.config import DistillConfig
 from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.methods import Method
+from rdskd_dist.methods.losses import kd_kl_loss
 from rdskd_dist.methods.mixing import mix_pairs
 from rdskd_dist.models.base import Features
 
@@ -67,20 +68,19 @@ def toward_disagreement(x: torch.Tensor, teacher_logits: Callable[[torch.Tensor]
                         steps: int, eps: float, precision: str) -> torch.Tensor:
     """x moved by `steps` signed-gradient steps (each eps/steps, at most eps from x in max norm) that raise the
     KL divergence from the teacher's to the student's prediction: samples where the student is still wrong,
-    near the teacher's decision boundaries (the idea of DFAD's and CMI's adversarial terms, applied to the
-    samples instead of the generator, so it costs LeNet passes, not generator steps)."""
+    near the teacher's decision boundaries (the idea of DFAD's adversarial generator and of adversarial belief
+    matching, applied to the samples instead of the generator, so it costs LeNet passes, not generator steps)."""
     was_training = student.training
     student.eval()  # BN running statistics must not see the probing passes
-    step = eps / steps
-    moved = x.detach().float()
+    origin = x.detach().float()
+    moved = origin
     try:
         for _ in range(steps):
             moved.requires_grad_(True)
             with torch.enable_grad(), autocast(x.device, precision):
-                gap = F.kl_div(F.log_softmax(student(moved).float(), 1), F.softmax(teacher_logits(moved).float(), 1),
-                               reduction="batchmean")
+                gap = kd_kl_loss(student(moved), teacher_logits(moved), 1.0)
             grad, = torch.autograd.grad(gap, moved)
-            moved = (x.float() + (moved.detach() + step * grad.sign() - x.float()).clamp(-eps, eps)).detach()
+            moved = (origin + (moved.detach() + eps / steps * grad.sign() - origin).clamp(-eps, eps)).detach()
     finally:
         student.train(was_training)
     return moved.to(x.dtype)
