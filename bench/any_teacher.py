@@ -62,6 +62,7 @@ TEACHERS = {
 # 110 M multiply-adds per 32x32 sample, more than any of these teachers; at width 0.5 a quarter of that).
 STUDENT_STEPS, STUDENT_BATCH, GEN_BATCH = 1000, 256, 128
 TV_CHECK, W_TV = (1.0, 4.0), 1.0  # the weights tried on gn_gap_cnn, and the one kept
+RANGE_CHECK = (1.0, 10.0)
 SHARED = dict(batch_size=GEN_BATCH, student_steps=STUDENT_STEPS, student_batch_size=STUDENT_BATCH,
               memory_bank=25600, augment_shift=3, augment_mixup=1.0, precision="fp32", generator_width=0.5)
 VARIANTS = {
@@ -77,6 +78,9 @@ VARIANTS = {
     **{f"rdskd_tv{w:g}": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
                               w_tv=w) for w in TV_CHECK},
     "rdskd_tv": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle", w_tv=W_TV),
+    # the pixel-range prior (session 8): generated pixels kept inside what the teacher's normalisation allows
+    **{f"rdskd_range{w:g}": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
+                                 w_range=w) for w in RANGE_CHECK},
 }
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")

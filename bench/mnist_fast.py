@@ -75,6 +75,11 @@ CONFIGS: dict[str, dict] = {
                            **_REUSE, **_FAST),
     "rdskd_fast_adv_bal": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
                                augment_adversarial_steps=1, pool_balance=True, **_REUSE, **_FAST),
+    # the pixel-range prior (generated pixels kept where the teacher's normalisation puts real ones): against rdskd_fast
+    "rdskd_fast_range": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000, w_range=10.0,
+                             **_REUSE, **_FAST),
+    "rdskd_fast_range_adv": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                                 w_range=10.0, augment_adversarial_steps=1, **_REUSE, **_FAST),
     # the baselines with the same options (their reference generator/student schedules)
     "dafl_fast": dict(method="dafl", student_steps=1200, batch_size=128, memory_bank=51200, student_batch_size=256,
                       augment_shift=3, augment_mixup=1.0, **_FAST),

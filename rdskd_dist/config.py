@@ -13,7 +13,7 @@ Schedule = Literal["two_stage", "joint", "adversarial"]
 
 # Engine options a search space may vary (name -> integer?); each method adds its own (`Method.sweepable`).
 ENGINE_SWEEPABLE: dict[str, bool] = {
-    "w_oh": False, "w_ie": False, "w_ds": False, "w_a": False, "w_bn": False, "w_tv": False,
+    "w_oh": False, "w_ie": False, "w_ds": False, "w_a": False, "w_bn": False, "w_tv": False, "w_range": False,
     "lr_generator": False, "lr_student": False, "temperature": False, "momentum": False, "weight_decay": False,
     "generator_inner_bn_eps": False, "batch_size": True, "latent_dim": True,
 }
@@ -112,6 +112,10 @@ class DistillConfig(BaseModel):
     w_bn: NonNegativeFloat = Field(0.0, description="weight of the BN-statistics term (teachers with BN)")
     w_tv: NonNegativeFloat = Field(0.0, description="weight of a total-variation smoothness prior on the generated "
                                                    "images (any teacher, every method; 0: off)")
+    w_range: NonNegativeFloat = Field(0.0, description="weight of a pixel-range prior: generated pixels outside "
+                                                      "what the teacher's normalisation allows, [(0 - mean) / std, "
+                                                      "(1 - mean) / std], are penalised (any teacher, every method; "
+                                                      "0: off)")
 
     # runtime
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")

@@ -14,6 +14,7 @@ from rdskd_dist.methods.losses import (
     kd_kl_loss,
     l1_logit_loss,
     onehot_loss,
+    pixel_range_loss,
     total_variation_loss,
 )
 from rdskd_dist.methods.rdskd import ExponentialPenalty
@@ -113,3 +114,13 @@ def test_total_variation_is_zero_for_a_constant_image_and_positive_for_noise():
     assert 1.5 < total_variation_loss(noise).item() < 2.5  # unit-variance noise: E (a - b)^2 = 2
     ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 1, 8, 8)  # steps of 1 along the width only
     assert math.isclose(total_variation_loss(ramp).item(), 0.5, rel_tol=1e-6)
+
+
+def test_pixel_range_loss_is_zero_inside_and_squared_distance_outside():
+    low, high = torch.tensor([-1.0, 0.0]).view(1, 2, 1, 1), torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)
+    inside = torch.stack([torch.full((4, 4), 0.5), torch.full((4, 4), 1.5)]).unsqueeze(0)
+    assert pixel_range_loss(inside, low, high).item() == 0
+    outside = inside.clone()
+    outside[0, 0, 0, 0] = -3.0  # 2 below channel 0's low
+    outside[0, 1, 0, 0] = 2.5   # 0.5 above channel 1's high (the same value would be inside channel 0's range)
+    assert math.isclose(pixel_range_loss(outside, low, high).item(), (4 + 0.25) / 32, rel_tol=1e-6)

@@ -96,17 +96,28 @@ def test_bn_term_added_to_generator_loss_for_bn_teacher():
     assert engine.metrics.means()["g/bn"] > 0
 
 
+@pytest.mark.parametrize("weight, term", [("w_tv", "tv"), ("w_range", "range")])
 @pytest.mark.parametrize("method", list_methods())
-def test_tv_prior_reaches_every_generator_loss(digits_teacher, method):
+def test_image_priors_reach_every_generator_loss(digits_teacher, method, weight, term):
     off = make_engine(digits_teacher, method=method)
-    on = make_engine(digits_teacher, method=method, w_tv=2.0)
+    on = make_engine(digits_teacher, method=method, **{weight: 2.0})
     x, teacher_out = off.samples.fresh(generator_train_mode=True)
     with torch.no_grad():
         plain = off.method.generator_loss(x, teacher_out, off.student, 0)
         prior = on.method.generator_loss(x, teacher_out, off.student, 0)
-    assert "tv" not in plain and prior["tv"] > 0
-    assert torch.allclose(prior["total"], plain["total"] + 2.0 * prior["tv"], atol=1e-5)
+    assert term not in plain and prior[term] > 0  # the output BN's unit-variance samples leave the pixel range
+    assert torch.allclose(prior["total"], plain["total"] + 2.0 * prior[term], atol=1e-5)
     on.generator_step()
-    assert on.metrics.means()["g/tv"] > 0
+    assert on.metrics.means()[f"g/{term}"] > 0
     off.generator_step()
-    assert "g/tv" not in off.metrics.means()  # off by default: the reference settings are unchanged
+    assert f"g/{term}" not in off.metrics.means()  # off by default: the reference settings are unchanged
+
+
+def test_pixel_range_follows_the_teachers_normalisation(digits_teacher):
+    """The bounds are where raw pixels 0 and 1 land after the teacher's (mean, std), the dataset's or the user's."""
+    spec = get_spec("digits")
+    low, high = make_engine(digits_teacher, w_range=1.0).method.pixel_bounds
+    assert torch.allclose(low.flatten(), torch.tensor([-spec.mean[0] / spec.std[0]]))
+    assert torch.allclose(high.flatten(), torch.tensor([(1 - spec.mean[0]) / spec.std[0]]))
+    low, high = make_engine(digits_teacher, w_range=1.0, teacher_mean=[0.5], teacher_std=[0.5]).method.pixel_bounds
+    assert low.item() == -1.0 and high.item() == 1.0

@@ -17,7 +17,8 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict
 
 from rdskd_dist.errors import UserError
-from rdskd_dist.methods.losses import BNStatsLoss, total_variation_loss
+from rdskd_dist.data.registry import input_spec
+from rdskd_dist.methods.losses import BNStatsLoss, pixel_range_loss, total_variation_loss
 from rdskd_dist.models.base import Features
 
 if TYPE_CHECKING:  # config.py imports the method registry, never this module
@@ -67,6 +68,11 @@ class Method:
             if not layers:
                 raise UserError("w_bn > 0 needs a teacher with BatchNorm layers; this teacher has none")
             self.bn_stats = BNStatsLoss(layers)
+        self.pixel_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+        if cfg.w_range > 0:  # raw pixels lie in [0, 1]; the teacher sees them as (p - mean) / std
+            spec = input_spec(cfg)
+            mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (spec.mean, spec.std))
+            self.pixel_bounds = (-mean / std, (1 - mean) / std)
 
     def teacher_forward(self, x: torch.Tensor, for_generator: bool) -> Features:
         """The teacher's outputs on x; in a generator step this also records BN statistics."""
@@ -96,12 +102,16 @@ class Method:
 
     def add_prior_terms(self, terms: Terms, x: torch.Tensor) -> Terms:
         """The image priors every method's generator loss ends with, each only when its weight is on: the
-        BN-statistics term (`w_bn`, teachers with BN) and total-variation smoothness of the samples x (`w_tv`,
-        any teacher). Metrics: `g/bn`, `g/tv`."""
+        BN-statistics term (`w_bn`, teachers with BN), total-variation smoothness of the samples x (`w_tv`,
+        any teacher) and the pixel range (`w_range`, any teacher). Metrics: `g/bn`, `g/tv`, `g/range`."""
         self.add_bn_term(terms)
         if self.cfg.w_tv > 0:
             terms["tv"] = total_variation_loss(x)
             terms["total"] = terms["total"] + self.cfg.w_tv * terms["tv"]
+        if self.pixel_bounds is not None:
+            low, high = (bound.to(x.device) for bound in self.pixel_bounds)
+            terms["range"] = pixel_range_loss(x, low, high)
+            terms["total"] = terms["total"] + self.cfg.w_range * terms["range"]
         return terms
 
     def state_dict(self) -> dict[str, Any]:

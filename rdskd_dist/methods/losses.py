@@ -72,6 +72,13 @@ def total_variation_loss(x: torch.Tensor) -> torch.Tensor:
     return (horizontal + vertical) / 2
 
 
+def pixel_range_loss(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Prior that generated pixels lie where real ones can: the mean squared distance of each pixel of x
+    (normalised inputs) outside [low, high], per channel (0 when every pixel is inside)."""
+    x = x.float()
+    return ((low - x).clamp(min=0).pow(2) + (x - high).clamp(min=0).pow(2)).mean()
+
+
 class BNStatsLoss:
     """Sum over a network's BN layers of ||mu(x) - running_mean||_2 + ||var(x) - running_var||_2.
 
