@@ -81,6 +81,8 @@ VARIANTS = {
     # the pixel-range prior (session 8): generated pixels kept inside what the teacher's normalisation allows
     **{f"rdskd_range{w:g}": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
                                  w_range=w) for w in RANGE_CHECK},
+    "rdskd_bn_range10": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
+                             w_bn=1.0, w_range=10.0),
 }
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")

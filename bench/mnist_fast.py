@@ -80,6 +80,8 @@ CONFIGS: dict[str, dict] = {
                              **_REUSE, **_FAST),
     "rdskd_fast_range_adv": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
                                  w_range=10.0, augment_adversarial_steps=1, **_REUSE, **_FAST),
+    "rdskd_long_range": dict(method="rdskd", generator_steps=800, batch_size=128, student_steps=16000, w_range=10.0,
+                             **{**_REUSE, "memory_bank": 102400, "sample_pool": 800}, **_FAST),
     # the baselines with the same options (their reference generator/student schedules)
     "dafl_fast": dict(method="dafl", student_steps=1200, batch_size=128, memory_bank=51200, student_batch_size=256,
                       augment_shift=3, augment_mixup=1.0, **_FAST),
