@@ -35,6 +35,10 @@ class DatasetSpec:
     # A dataset without reference settings of its own borrows those of this one (digits: mnist).
     reference_dataset: str = ""
 
+    def normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean and std as float32 tensors of shape (1, C, 1, 1), to broadcast over image batches."""
+        return tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (self.mean, self.std))
+
     def with_input(self, image_size: int | None = None, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None) -> "DatasetSpec":
         """The dataset as a teacher of other inputs sees it (`--image-size`, `--teacher-mean`, `--teacher-std`).

@@ -70,8 +70,7 @@ class Method:
             self.bn_stats = BNStatsLoss(layers)
         self.pixel_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
         if cfg.w_range > 0:  # raw pixels lie in [0, 1]; the teacher sees them as (p - mean) / std
-            spec = input_spec(cfg)
-            mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (spec.mean, spec.std))
+            mean, std = input_spec(cfg).normalization()
             self.pixel_bounds = (-mean / std, (1 - mean) / std)
 
     def teacher_forward(self, x: torch.Tensor, for_generator: bool) -> Features:
@@ -109,8 +108,9 @@ class Method:
             terms["tv"] = total_variation_loss(x)
             terms["total"] = terms["total"] + self.cfg.w_tv * terms["tv"]
         if self.pixel_bounds is not None:
-            low, high = (bound.to(x.device) for bound in self.pixel_bounds)
-            terms["range"] = pixel_range_loss(x, low, high)
+            if self.pixel_bounds[0].device != x.device:  # moved once, on the first generator step
+                self.pixel_bounds = tuple(bound.to(x.device) for bound in self.pixel_bounds)
+            terms["range"] = pixel_range_loss(x, *self.pixel_bounds)
             terms["total"] = terms["total"] + self.cfg.w_range * terms["range"]
         return terms
 

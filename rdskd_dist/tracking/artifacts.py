@@ -139,8 +139,7 @@ def sample_grid(generator: nn.Module, teacher: nn.Module, dataset: str, path: st
     x = generator(z).float()
     probs = teacher.cpu().eval()(x).float().softmax(dim=1)
     conf, label = probs.max(dim=1)
-    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    mean, std = spec.normalization()
     images = (x * std + mean).clamp(0, 1)
     nrow = 8
     pad = 2
