@@ -83,6 +83,11 @@ VARIANTS = {
                                  w_range=w) for w in RANGE_CHECK},
     "rdskd_bn_range10": dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle",
                              w_bn=1.0, w_range=10.0),
+    # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,
+    # no shift or mixup; with them the game breaks, docs/results/README.md, issue 15), alone and with the priors
+    **{f"dfad_off{suffix}": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle",
+                                 memory_bank=0, augment_shift=0, augment_mixup=0.0, **prior)
+       for suffix, prior in (("", {}), ("_range10", dict(w_range=10.0)), ("_bn", dict(w_bn=1.0)))},
 }
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")
@@ -195,7 +200,7 @@ def distill_run(name: str, recipe: dict, teacher_path: Path, variant: str, optio
     cfg = DistillConfig(dataset=recipe["dataset"], data_root=recipe["data_root"], teacher=str(teacher_path),
                         teacher_arch=recipe["arch"], student=recipe["student"], seed=seed, device="cpu",
                         log_every=args.log_every, output=args.teacher_dir / f"{name}_{variant}_s{seed}",
-                        **shared, **options)
+                        **{**shared, **options})  # a variant may override a shared option
     result = run_distillation(cfg, on_report=on_report)
     print(f"{name} {variant}: {result.line()}", flush=True)
     return {**result.to_dict(), "batch_health_trace": trace, "sample_tv": sample_tv(cfg.output)}

@@ -87,6 +87,17 @@ CONFIGS: dict[str, dict] = {
                       augment_shift=3, augment_mixup=1.0, **_FAST),
     **{f"{m}_fast": dict(method=m, student_steps=2000, batch_size=128, memory_bank=51200, student_batch_size=256,
                          augment_shift=3, augment_mixup=1.0, **_FAST) for m in ("dfad", "dfad_ar_vi")},
+    # with the prior the generator step is no longer the cost (AMX: stage 1 + pool ~150 s, a student step ~32 ms):
+    # twice the generator steps at the same student steps, or three times the final generator's pool
+    "rdskd_g800_range": dict(method="rdskd", generator_steps=800, batch_size=128, student_steps=8000, w_range=10.0,
+                             **{**_REUSE, "memory_bank": 102400, "sample_pool": 800}, **_FAST),
+    "rdskd_fast_range_pool1200": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
+                                      w_range=10.0, **{**_REUSE, "sample_pool": 1200}, **_FAST),
+    # the baselines with the pixel-range prior (paired against dafl_fast and *_fast_off)
+    "dafl_fast_range": dict(method="dafl", student_steps=1200, batch_size=128, memory_bank=51200,
+                            student_batch_size=256, augment_shift=3, augment_mixup=1.0, w_range=10.0, **_FAST),
+    **{f"{m}_fast_off_range": dict(method=m, student_steps=2000, batch_size=128, w_range=10.0, **_FAST)
+       for m in ("dfad", "dfad_ar_vi")},
     # the same adversarial schedules with the short-budget options off: the student trains on the exact
     # batch the generator just made adversarial (paired against *_fast)
     **{f"{m}_fast_off": dict(method=m, student_steps=2000, batch_size=128, **_FAST) for m in ("dfad", "dfad_ar_vi")},

@@ -101,3 +101,21 @@ def test_any_teacher_tiny(tmp_path):
     assert "| gn_gap_cnn (" in (tmp_path / "tiny.md").read_text()
     runs = tmp_path / "runs"
     assert (runs / "gn_gap_cnn.pt").exists() and (runs / "gn_gap_cnn_rdskd_s0" / "result.json").exists()
+
+
+def test_every_named_bench_configuration_is_a_valid_config():
+    """A typo or an unknown option in a named benchmark configuration fails here, not an hour into a run."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import any_teacher
+        import mnist_fast
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from rdskd_dist.config import DistillConfig
+
+    for name, options in mnist_fast.CONFIGS.items():
+        assert DistillConfig(dataset="mnist", **options).method == options["method"], name
+    for name, options in any_teacher.VARIANTS.items():
+        cfg = DistillConfig(dataset="mnist", **{**any_teacher.SHARED, **options})
+        assert cfg.student_steps == any_teacher.STUDENT_STEPS, name
+    assert {"dafl_fast_range", "dfad_fast_off_range", "rdskd_g800_range"} <= set(mnist_fast.CONFIGS)
