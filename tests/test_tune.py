@@ -97,6 +97,9 @@ def test_every_shipped_spec_loads_and_plans(path, tmp_path):
     """The specs in tune/ are what users submit: each one validates and gives the paired design it says."""
     spec = load_spec(path)
     assert spec.methods and spec.num_points >= 1 and spec.space
+    # the engine's image priors are the same for every method of a sweep, so they cannot tilt the comparison
+    priors = {m: tuple(getattr(spec.base_for(m), k) for k in ("w_bn", "w_tv", "w_range")) for m in spec.methods}
+    assert len(set(priors.values())) == 1, priors
     if spec.mode != "robustness":
         return
     plans = robustness_design(spec)
