@@ -1,7 +1,7 @@
 """Time-to-accuracy plot from the JSON files that bench/mnist_fast.py writes.
 
     python bench/plot_curves.py docs/results/mnist_fast.json docs/results/mnist_fast_probe.json \
-        --out docs/results/mnist_time_to_accuracy.png
+        --out docs/results/mnist_time_to_accuracy.png [--configs rdskd_fast dafl_fast]
 
 One line per (configuration, seed): monitoring evaluations of the student's test accuracy against the
 engine's training time. Monitoring only; the reported figures are the end-of-budget accuracies.
@@ -23,13 +23,14 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=Path("docs/results/mnist_time_to_accuracy.png"))
+    p.add_argument("--configs", nargs="+", help="plot only these configurations (default: every one in the files)")
     args = p.parse_args(argv)
     fig, ax = plt.subplots(figsize=(8, 5))
     colours: dict[str, str] = {}
     for path in args.results:
         data = json.loads(path.read_text())
         for run in data["runs"]:
-            if not run.get("curve"):
+            if not run.get("curve") or (args.configs and run["config"] not in args.configs):
                 continue
             name = run["config"]
             colour = colours.setdefault(name, f"C{len(colours) % 10}")
