@@ -88,16 +88,9 @@ CONFIGS: dict[str, dict] = {
     **{f"{m}_fast": dict(method=m, student_steps=2000, batch_size=128, memory_bank=51200, student_batch_size=256,
                          augment_shift=3, augment_mixup=1.0, **_FAST) for m in ("dfad", "dfad_ar_vi")},
     # with the prior the generator step is no longer the cost (AMX: stage 1 + pool ~150 s, a student step ~32 ms):
-    # twice the generator steps at the same student steps, or three times the final generator's pool
+    # twice the generator steps at the same student steps (or three times the pool: rdskd_fast_range_pool1200 below)
     "rdskd_g800_range": dict(method="rdskd", generator_steps=800, batch_size=128, student_steps=8000, w_range=10.0,
                              **{**_REUSE, "memory_bank": 102400, "sample_pool": 800}, **_FAST),
-    "rdskd_fast_range_pool1200": dict(method="rdskd", generator_steps=400, batch_size=128, student_steps=8000,
-                                      w_range=10.0, **{**_REUSE, "sample_pool": 1200}, **_FAST),
-    # the baselines with the pixel-range prior (paired against dafl_fast and *_fast_off)
-    "dafl_fast_range": dict(method="dafl", student_steps=1200, batch_size=128, memory_bank=51200,
-                            student_batch_size=256, augment_shift=3, augment_mixup=1.0, w_range=10.0, **_FAST),
-    **{f"{m}_fast_off_range": dict(method=m, student_steps=2000, batch_size=128, w_range=10.0, **_FAST)
-       for m in ("dfad", "dfad_ar_vi")},
     # the same adversarial schedules with the short-budget options off: the student trains on the exact
     # batch the generator just made adversarial (paired against *_fast)
     **{f"{m}_fast_off": dict(method=m, student_steps=2000, batch_size=128, **_FAST) for m in ("dfad", "dfad_ar_vi")},
@@ -119,6 +112,11 @@ CONFIGS: dict[str, dict] = {
     "tiny": dict(method="rdskd", generator_steps=4, batch_size=16, student_steps=20, memory_bank=256, sample_pool=2,
                  augment_shift=2, augment_mixup=1.0, student_lr_schedule="onecycle"),
 }
+# Paired variants: a named configuration with one thing changed. The baselines with the pixel-range prior (against
+# dafl_fast and *_fast_off), and RDSKD's prior run with three times the final generator's pool.
+CONFIGS.update({f"{name}_range": {**CONFIGS[name], "w_range": 10.0}
+                for name in ("dafl_fast", "dfad_fast_off", "dfad_ar_vi_fast_off")})
+CONFIGS["rdskd_fast_range_pool1200"] = {**CONFIGS["rdskd_fast_range"], "sample_pool": 1200}
 
 
 def run_one(name: str, seed: int, args, test) -> dict:
