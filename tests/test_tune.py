@@ -118,7 +118,7 @@ def test_every_shipped_spec_loads_and_plans(path, tmp_path):
     assert isinstance(importances([row], spec), dict)
 
 
-def test_a_partial_sweep_grows_on_resume_with_more_points_or_seeds(tmp_path, random_teacher):
+def test_a_partial_sweep_grows_on_resume_with_more_points_seeds_or_methods(tmp_path, random_teacher):
     """A robustness sweep run in part (a few points on a small machine) continues on --resume with more
     points or seeds: the short design is a prefix of the long one, so finished trials keep their keys and
     values. Fewer points, or any other change, is still another sweep."""
@@ -139,6 +139,53 @@ def test_a_partial_sweep_grows_on_resume_with_more_points_or_seeds(tmp_path, ran
                                            design_seed=3))
     with pytest.raises(UserError, match=r"differs in: design_seed"):
         prepare_folder(moved, resume=True)
+    # one more method (with its own budget): the finished trials of the others keep their keys and values
+    more = load_spec(None, data=tiny_spec(tmp_path, "grow", random_teacher, num_points=5, seeds=[0, 1],
+                                          methods=["rdskd", "dafl", "dfad"], method_base={"dfad": {"student_steps": 3}}))
+    assert {p.key: p.x for p in long}.items() <= {p.key: p.x for p in robustness_design(more)}.items()
+    prepare_folder(more, resume=True)
+    with pytest.raises(UserError, match=r"differs in: .*methods"):  # dropping a method would orphan its trials
+        prepare_folder(big, resume=True)
+
+
+def test_methods_on_the_command_line_narrow_the_specs_method_base(tmp_path):
+    """`--methods` runs a subset of a spec's methods: the file's settings for the others are dropped, not
+    an error; in the file itself a method_base entry for a method it does not run stays an error (a typo)."""
+    path = write_spec(tmp_path, tiny_spec(tmp_path, "narrow", Path("/t.pt"), methods=["rdskd", "dafl", "dfad"],
+                                          method_base={"dafl": {"student_steps": 6}, "dfad": {"student_steps": 3}}))
+    spec = load_spec(path, {"methods": ["rdskd", "dfad"]})
+    assert spec.methods == ["rdskd", "dfad"] and set(spec.method_base) == {"dfad"}
+    with pytest.raises(UserError, match=r"method_base.dfad: not one of the sweep's methods"):
+        load_spec(None, data=tiny_spec(tmp_path, "narrow", Path("/t.pt"), method_base={"dfad": {"student_steps": 3}}))
+
+
+def test_trials_with_the_same_config_run_once(tmp_path):
+    """DFAD has none of the swept loss weights: its trial at every point of a seed is the same run. The
+    design runs it once per seed and repeats the row at the other points, under their own keys and
+    design values; the methods the space does change get a trial per point."""
+    from rdskd_dist.tune.design import shared_row, shared_trials
+    from rdskd_dist.tune.modes import mode_of
+    from rdskd_dist.tune.sweep import prepare_folder
+
+    spec = load_spec(None, data=tiny_spec(tmp_path, "same", Path("/t.pt"), methods=["rdskd", "dfad"], seeds=[0, 1]))
+    design = robustness_design(spec)
+    shared = shared_trials(spec, design)
+    assert shared == {f"dfad-p{p:03d}-s{s}": f"dfad-p000-s{s}" for p in (1, 2) for s in (0, 1)}
+    folder = prepare_folder(spec, resume=False)
+    source = {"key": "dfad-p000-s0", "method": "dfad", "point": 0, "seed": 0, "status": "ok",
+              "student_accuracy": 91.5, "train_s": 3.0, "trial_wall_s": 5.0, "mult_w_oh": design[1].x["w_oh"]}
+    folder.record(source)
+    runs = mode_of(spec).plan(spec, folder, folder.rows(), folder.finished_keys(), float("inf"))
+    planned = {p.key for run in runs for p in run.plans}
+    assert planned == {p.key for p in design} - set(shared) - {"dfad-p000-s0"}  # rdskd x 6, dfad seed 1 once
+    rows = {r["key"]: r for r in folder.rows()}
+    for point in (1, 2):  # seed 0's repeats are recorded at once: their source finished
+        row, plan = rows[f"dfad-p{point:03d}-s0"], next(p for p in design if p.key == f"dfad-p{point:03d}-s0")
+        assert row["same_as"] == "dfad-p000-s0" and row["student_accuracy"] == 91.5 and row["point"] == point
+        assert row["mult_w_oh"] == plan.x["w_oh"] != source["mult_w_oh"] and row.get("train_s") is None
+    assert "dfad-p001-s1" not in rows  # seed 1's source has not run
+    assert mode_of(spec).shared(spec)["dfad-p000-s1"] == [p for p in design if shared.get(p.key) == "dfad-p000-s1"]
+    assert shared_row(source, design[0], spec)["key"] == design[0].key
 
 
 def test_spec_overrides_and_absolute_paths(tmp_path, monkeypatch):
@@ -414,6 +461,31 @@ def test_resume_runs_only_unfinished_trials(tmp_path, local_ray, random_teacher)
     # resuming a finished sweep starts nothing and reports it again
     third = run_sweep(spec, resume=True, plots=False)
     assert {r["key"]: r["started_at"] for r in third.rows} == {k: r["started_at"] for k, r in after.items()}
+
+
+def test_a_sweep_grown_by_a_method_without_swept_options_runs_it_once(tmp_path, local_ray, random_teacher, capsys):
+    """RDSKD on 3 points, then --resume with DFAD added: the RDSKD trials are kept, DFAD (no swept loss weight)
+    runs one trial and its row is repeated at the other two points, paired with RDSKD's there."""
+    from rdskd_dist.tune.sweep import run_sweep
+
+    first = run_sweep(load_spec(None, data=tiny_spec(tmp_path, "grown", random_teacher, methods=["rdskd"])), plots=False)
+    assert first.complete and len(first.rows) == 3
+    spec = load_spec(None, data=tiny_spec(tmp_path, "grown", random_teacher, methods=["rdskd", "dfad"],
+                                          method_base={"dfad": {"student_steps": 5}}))
+    second = run_sweep(spec, resume=True, plots=False)
+    assert second.complete
+    rows = {r["key"]: r for r in read_rows(second.folder.parquet)}
+    assert len(rows) == 6 and {r["status"] for r in rows.values()} == {"ok"}
+    for old in first.rows:  # not run again
+        assert rows[old["key"]]["started_at"] == old["started_at"]
+    ran = rows["dfad-p000-s0"]
+    assert ran["same_as"] is None and ran["train_s"] > 0
+    for point in (1, 2):
+        row, rdskd = rows[f"dfad-p{point:03d}-s0"], rows[f"rdskd-p{point:03d}-s0"]
+        assert row["same_as"] == "dfad-p000-s0" and row["student_accuracy"] == ran["student_accuracy"]
+        assert row["mult_w_oh"] == rdskd["mult_w_oh"] and row["train_s"] is None
+    assert second.summary["methods"]["dfad"]["paired"]["pairs"] == 3
+    assert "dfad: 2 of 3 rows repeat another trial's result" in capsys.readouterr().out
 
 
 def test_failed_trial_is_a_failed_row_never_scored(tmp_path, local_ray, random_teacher, capsys, monkeypatch):

@@ -17,6 +17,7 @@ from rdskd_dist.adapters.train_failures import describe_error
 from rdskd_dist.errors import one_line
 from rdskd_dist.redact import redact
 from rdskd_dist.tune.context import TrialContext
+from rdskd_dist.tune.design import TrialPlan, shared_row
 from rdskd_dist.tune.ledger import SweepFolder
 from rdskd_dist.tune.modes import mode_of
 from rdskd_dist.tune.progress import ProgressLine
@@ -39,8 +40,9 @@ class SweepCallback(Callback):
     """Runs on the Tune driver: writes each finished trial's ledger row, keeps the status line."""
 
     def __init__(self, folder: SweepFolder, ctx: TrialContext, progress: Optional[ProgressLine],
-                 storage: Optional[SweepStorage] = None):
+                 storage: Optional[SweepStorage] = None, shared: Optional[dict[str, list[TrialPlan]]] = None):
         self.folder, self.ctx, self.progress, self.storage = folder, ctx, progress, storage
+        self.shared = shared or {}  # a trial's key -> the plans that repeat its result (design.shared_trials)
         self.rows: dict[str, dict[str, Any]] = {}
         self.started: dict[str, float] = {}
         self.storage_warned = False
@@ -86,17 +88,20 @@ class SweepCallback(Callback):
         add_launch_time(row, self.started.get(trial.trial_id))
         row = checked_row(row)
         self.folder.record(row)
+        copies = [checked_row(shared_row(row, plan, self.spec)) for plan in self.shared.get(row["key"], [])]
+        for copy in copies:
+            self.folder.record(copy)
         self.folder.write_parquet(design_columns=[k for k, d in self.spec.space.items() if d.relative])
-        self._copy_to_storage(row)
+        self._copy_to_storage([row, *copies])
         if self.progress is not None:
             self.progress.trial_finished(row)
 
-    def _copy_to_storage(self, row: dict[str, Any]) -> None:
-        """The new ledger row and results.parquet, so that results survive the driver machine."""
+    def _copy_to_storage(self, rows: list[dict[str, Any]]) -> None:
+        """The new ledger rows and results.parquet, so that results survive the driver machine."""
         if self.storage is None:
             return
         try:
-            self.storage.upload(self.folder.path, [f"ledger/{row['key']}.json", "results.parquet"])
+            self.storage.upload(self.folder.path, [*(f"ledger/{row['key']}.json" for row in rows), "results.parquet"])
         except Exception as exc:  # noqa: BLE001 - the local ledger stays the source of truth
             if not self.storage_warned:
                 print(f"warning: could not copy results to {redact(self.storage.sweep_uri())}: {one_line(exc)}",

@@ -115,6 +115,32 @@ def trial_key(method: str, point: int, seed: int) -> str:
     return f"{method}-p{point:03d}-s{seed}"
 
 
+def shared_trials(spec: SweepSpec, plans: list[TrialPlan]) -> dict[str, str]:
+    """Plans that would compute exactly what an earlier plan computes (the same resolved config, seed included),
+    as {key: the key of that earlier plan}. A method that none of the swept options change (DFAD under
+    loss-weight multipliers) has one such trial per seed, not one per point: it runs once, and its row is
+    recorded at the other points (`shared_row`) instead of spending a trial on a known result."""
+    first: dict[str, str] = {}
+    shared: dict[str, str] = {}
+    for plan in plans:
+        _, columns = trial_config(spec.base_for(plan.method), plan.method, plan.seed, spec.space, plan.x)
+        source = first.setdefault(columns["config_json"], plan.key)
+        if source != plan.key:
+            shared[plan.key] = source
+    return shared
+
+
+def shared_row(source: dict[str, Any], plan: TrialPlan, spec: SweepSpec) -> dict[str, Any]:
+    """The row of a shared plan: its source trial's outcome under the plan's own key, point and design values.
+    Its timing columns stay empty (no trial ran for it) so that the sweep's time medians count real trials."""
+    from rdskd_dist.tune.rows import TIMING
+
+    row = {k: v for k, v in source.items() if k not in TIMING}
+    row.update(key=plan.key, point=plan.point, seed=plan.seed, same_as=source["key"],
+               **{f"mult_{name}": plan.x[name] for name, dim in spec.space.items() if dim.relative})
+    return row
+
+
 def robustness_design(spec: SweepSpec) -> list[TrialPlan]:
     """Methods x points x seeds, ordered point by point so that early results are already paired."""
     unit = sobol_unit(spec.num_points, len(spec.space), spec.design_seed)

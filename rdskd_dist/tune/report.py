@@ -256,6 +256,12 @@ def report_sweep(spec: SweepSpec, folder: SweepFolder, console, plots: bool = Tr
     timing = timing_summary(rows)
     if timing:
         console.print(timing, highlight=False)
+    for method in spec.methods:
+        repeated = [r for r in rows if r["method"] == method and r.get("same_as")]
+        if repeated:
+            console.print(f"  {method}: {len(repeated)} of {sum(r['method'] == method for r in rows)} rows repeat another "
+                          "trial's result (no swept option changes its config): its spread is its seeds' alone",
+                          highlight=False)
     for item in summary["not_scored"]:
         console.print(f"  not scored: {item['key']} ({item['status']}): {item['error']}", highlight=False)
     console.print(f"results: {folder.parquet}  summary: {folder.path / 'summary.md'}"

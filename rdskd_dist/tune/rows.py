@@ -37,8 +37,9 @@ HEALTH: dict[str, type] = {f"health_{key}": {"samples": int, "collapsed": bool}.
                            for key in SCALAR_KEYS}
 DESCRIPTIVE: dict[str, type] = {"schedule": str, "student": str, "precision": str}  # not swept, worth a column
 BUDGET: dict[str, type] = {"budget_generator_steps": int, "budget_student_steps": int}
+# same_as: the key of the trial whose result this row repeats (a plan with the same config, design.shared_trials)
 RUN: dict[str, type] = {"trial_id": str, "attempt": str, "started_at": float, "finished_at": float,
-                        "result_path": str, "checkpoint_path": str, "config_json": str}
+                        "result_path": str, "checkpoint_path": str, "config_json": str, "same_as": str}
 # where the trial ran (rank 0 of its Train run, or its own process) and how often it was restarted
 LOCATION: dict[str, type] = {"node_id": str, "hostname": str, "nodes": str, "retries": int, "train_starts": int,
                              "resumed_from_iteration": int}

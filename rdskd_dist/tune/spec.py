@@ -228,6 +228,10 @@ def load_spec(path: Optional[str | Path], overrides: Optional[dict[str, Any]] = 
         else:
             merged[key] = value
         cli_paths.add(tuple(key.split(".")))
+    if "methods" in overrides and isinstance(merged.get("method_base"), dict):
+        # --methods narrows the spec's methods: the file's settings for the others are not for this sweep (a
+        # method_base entry for a method the file itself does not run is still an error, a typo)
+        merged["method_base"] = {m: v for m, v in merged["method_base"].items() if m in overrides["methods"]}
     if base_overrides:
         if "teacher" in base_overrides:  # a teacher on the command line replaces the spec's teacher_train
             merged.pop("teacher_train", None)

@@ -92,11 +92,12 @@ def concurrency(spec: SweepSpec, console: Console) -> int:
 # ---------------------------------------------------------------- folder and teacher
 
 def extends_design(saved: SweepSpec, spec: SweepSpec) -> bool:
-    """A robustness design with at least the saved points and seeds. A Sobol design of N points is the
-    first N points of a longer one with the same seed, so every finished trial keeps its key and values:
-    a sweep run in part on a small machine grows on a cluster with --resume --num-points N."""
+    """A robustness design with at least the saved points, seeds and methods. A Sobol design of N points is
+    the first N points of a longer one with the same seed, and a method's trials do not depend on the other
+    methods, so every finished trial keeps its key and values: a sweep run in part on a small machine grows
+    on a cluster with --resume --num-points N (or --methods with one more)."""
     return (saved.mode == spec.mode == "robustness" and spec.num_points >= saved.num_points
-            and set(saved.seeds) <= set(spec.seeds))
+            and set(saved.seeds) <= set(spec.seeds) and set(saved.methods) <= set(spec.methods))
 
 
 def prepare_folder(spec: SweepSpec, resume: bool) -> SweepFolder:
@@ -104,8 +105,9 @@ def prepare_folder(spec: SweepSpec, resume: bool) -> SweepFolder:
     if folder.spec_file.is_file():
         saved = load_spec(folder.spec_file)
         mine, theirs = spec.design_dump(), saved.design_dump()
-        if resume and extends_design(saved, spec):  # more points or seeds: the finished trials stay valid
-            mine = {**mine, "num_points": saved.num_points, "seeds": saved.seeds}
+        if resume and extends_design(saved, spec):  # more points, seeds or methods: finished trials stay valid
+            mine = {**mine, "num_points": saved.num_points, "seeds": saved.seeds, "methods": saved.methods,
+                    "method_base": {m: v for m, v in mine["method_base"].items() if m in saved.methods}}
         if mine != theirs:
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise UserError(f"sweep folder {folder.path} holds a different sweep (differs in: {', '.join(diff)}); "
@@ -143,7 +145,7 @@ def ensure_teacher(spec: SweepSpec, folder: SweepFolder, console: Console) -> Sw
 # ---------------------------------------------------------------- running
 
 def _run_tuner(ctx: TrialContext, run: TunerRun, folder: SweepFolder, concurrent: int, progress: ProgressLine,
-               tracker=None, storage: Optional[SweepStorage] = None) -> None:
+               tracker=None, storage: Optional[SweepStorage] = None, shared=None) -> None:
     from ray import tune
 
     from rdskd_dist.tune.callback import SweepCallback
@@ -153,7 +155,7 @@ def _run_tuner(ctx: TrialContext, run: TunerRun, folder: SweepFolder, concurrent
     args = mode_of(spec).tune_arguments(spec, folder, run)
     resources = ({"cpu": t.cpus_per_worker, **({"gpu": t.gpus_per_worker} if t.gpus_per_worker else {})}
                  if t.workers == 0 else {"cpu": t.trial_cpus})
-    callbacks = [SweepCallback(folder, ctx, progress, storage)]
+    callbacks = [SweepCallback(folder, ctx, progress, storage, shared)]
     if tracker is not None:
         callbacks.append(tracker.callback(run.method))
     where = storage.tune_run_kwargs() if storage is not None else {"storage_path": str(folder.path / "tune")}
@@ -210,9 +212,12 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
             attempt = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
             train_storage = storage.sweep_uri("train") if storage is not None else str(folder.path / "train")
             best = spec.objective.best(rows)
-            kept = [r for r in rows if r["key"] in done]
+            # the line counts trials that run: not the rows that repeat another trial's result (mode.shared)
+            shared = mode.shared(spec)
+            kept = [r for r in rows if r["key"] in done and not r.get("same_as")]
             concurrent = concurrency(spec, console)
-            progress = ProgressLine(spec.name, mode.expected_trials(spec), console=console, done=len(kept),
+            progress = ProgressLine(spec.name, mode.expected_trials(spec) - sum(map(len, shared.values())),
+                                    console=console, done=len(kept),
                                     failed=sum(r.get("status") == "failed" for r in kept),
                                     stopped=sum(r.get("status") == "stopped" for r in kept),
                                     best=None if best is None else (spec.objective.value(best), best["key"]),
@@ -222,7 +227,7 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
                     for key in run.replaces:  # failed ledger files are replaced by the new trials' rows
                         (folder.ledger_dir / f"{key}.json").unlink(missing_ok=True)
                     ctx = TrialContext(spec, attempt, train_storage, method=run.method)
-                    _run_tuner(ctx, run, folder, concurrent, progress, tracker, storage)
+                    _run_tuner(ctx, run, folder, concurrent, progress, tracker, storage, shared)
     except BaseException:
         if tracker is not None:
             tracker.close("KILLED")

@@ -40,5 +40,8 @@ class SweepMode(Protocol):
 
     def is_complete(self, spec: SweepSpec, rows: list[dict[str, Any]]) -> bool: ...
 
+    def shared(self, spec: SweepSpec) -> dict[str, list[TrialPlan]]:
+        """{a trial's key: the plans that repeat its result instead of running} (`design.shared_trials`)."""
+
     def unreported(self, spec: SweepSpec, last: dict[str, Any]) -> tuple[str, str]:
         """(status, error) of a trial that ended without its closing report."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rdskd_dist.tune.design import TrialPlan
 from rdskd_dist.tune.ledger import SweepFolder
 from rdskd_dist.tune.modes.base import TuneArguments, TunerRun
 from rdskd_dist.tune.spec import SweepSpec
@@ -56,6 +57,9 @@ class Optimize:
 
     def expected_trials(self, spec: SweepSpec) -> int:
         return spec.num_points * len(spec.methods)
+
+    def shared(self, spec: SweepSpec) -> dict[str, list[TrialPlan]]:
+        return {}  # the searcher proposes new values each time
 
     def is_complete(self, spec: SweepSpec, rows: list[dict[str, Any]]) -> bool:
         return all(sum(r["method"] == m for r in rows) >= spec.num_points for m in spec.methods)
