@@ -30,10 +30,10 @@ def test_schedules_count_steps(digits_teacher, method, expected):
 
 
 def test_adversarial_budget_must_divide():
-    cfg = resolve_config(DistillConfig(method="dfad", student_steps=7, student_steps_per_generator_step=5),
-                         get_spec("digits"))
+    """Checked when the config resolves, before a teacher is loaded or a step runs."""
     with pytest.raises(UserError, match="multiple"):
-        schedule_steps(cfg)
+        resolve_config(DistillConfig(method="dfad", student_steps=7, student_steps_per_generator_step=5),
+                       get_spec("digits"))
 
 
 def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):

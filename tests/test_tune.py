@@ -78,6 +78,8 @@ SPEC_ERRORS = [  # (spec file text, the one-line error it must give)
     ("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nmethod_base: {rdskd: {batch_size: 0}}\n",
      r"method_base.rdskd.batch_size: Input should be greater than 0"),
     ("name: bad\nmethods: [rdskd]\nbase: {dataset: digits}\n", r"no teacher"),
+    ("name: bad\nmethods: [rdskd, dfad]\nbase: {teacher: t.pt, student_steps: 4}\n",
+     r"dfad trials: adversarial schedule: student_steps \(4\) must be a multiple of"),
     ("name: bad\nmethods: [rdskd]\nbase: {teacher: t.pt}\nspace:\n  w_oh: {low: 0, high: 1}\n",
      r"bad.yaml:5: space.w_oh: .*log-scale range needs low > 0"),
 ]
@@ -141,7 +143,7 @@ def test_a_partial_sweep_grows_on_resume_with_more_points_seeds_or_methods(tmp_p
         prepare_folder(moved, resume=True)
     # one more method (with its own budget): the finished trials of the others keep their keys and values
     more = load_spec(None, data=tiny_spec(tmp_path, "grow", random_teacher, num_points=5, seeds=[0, 1],
-                                          methods=["rdskd", "dafl", "dfad"], method_base={"dfad": {"student_steps": 3}}))
+                                          methods=["rdskd", "dafl", "dfad"], method_base={"dfad": {"student_steps": 5}}))
     assert {p.key: p.x for p in long}.items() <= {p.key: p.x for p in robustness_design(more)}.items()
     prepare_folder(more, resume=True)
     with pytest.raises(UserError, match=r"differs in: .*methods"):  # dropping a method would orphan its trials
@@ -152,11 +154,11 @@ def test_methods_on_the_command_line_narrow_the_specs_method_base(tmp_path):
     """`--methods` runs a subset of a spec's methods: the file's settings for the others are dropped, not
     an error; in the file itself a method_base entry for a method it does not run stays an error (a typo)."""
     path = write_spec(tmp_path, tiny_spec(tmp_path, "narrow", Path("/t.pt"), methods=["rdskd", "dafl", "dfad"],
-                                          method_base={"dafl": {"student_steps": 6}, "dfad": {"student_steps": 3}}))
+                                          method_base={"dafl": {"student_steps": 6}, "dfad": {"student_steps": 5}}))
     spec = load_spec(path, {"methods": ["rdskd", "dfad"]})
     assert spec.methods == ["rdskd", "dfad"] and set(spec.method_base) == {"dfad"}
     with pytest.raises(UserError, match=r"method_base.dfad: not one of the sweep's methods"):
-        load_spec(None, data=tiny_spec(tmp_path, "narrow", Path("/t.pt"), method_base={"dfad": {"student_steps": 3}}))
+        load_spec(None, data=tiny_spec(tmp_path, "narrow", Path("/t.pt"), method_base={"dfad": {"student_steps": 5}}))
 
 
 def test_trials_with_the_same_config_run_once(tmp_path):
@@ -167,7 +169,8 @@ def test_trials_with_the_same_config_run_once(tmp_path):
     from rdskd_dist.tune.modes import mode_of
     from rdskd_dist.tune.sweep import prepare_folder
 
-    spec = load_spec(None, data=tiny_spec(tmp_path, "same", Path("/t.pt"), methods=["rdskd", "dfad"], seeds=[0, 1]))
+    spec = load_spec(None, data=tiny_spec(tmp_path, "same", Path("/t.pt"), methods=["rdskd", "dfad"], seeds=[0, 1],
+                                          method_base={"dfad": {"student_steps": 5}}))
     design = robustness_design(spec)
     shared = shared_trials(spec, design)
     assert shared == {f"dfad-p{p:03d}-s{s}": f"dfad-p000-s{s}" for p in (1, 2) for s in (0, 1)}
@@ -222,7 +225,7 @@ def test_sobol_design_is_deterministic_bounded_and_paired(tmp_path):
     assert all(sorted(np.floor(a[:, j] * 16).astype(int)) == list(range(16)) for j in range(4))
 
     spec = load_spec(None, data=tiny_spec(tmp_path, "d", Path("/t.pt"), num_points=8, seeds=[0, 5],
-                                          methods=["rdskd", "dafl", "dfad"],
+                                          methods=["rdskd", "dafl", "dfad"], method_base={"dfad": {"student_steps": 5}},
                                           space={"w_oh": {"low": 0.1, "high": 10},
                                                  "batch_size": {"choices": [0.5, 1, 2]},
                                                  "lr_student": {"low": 1e-4, "high": 1e-2, "relative": False}}))

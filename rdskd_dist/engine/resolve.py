@@ -12,6 +12,7 @@ from typing import Any
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec
+from rdskd_dist.engine.schedules import schedule_steps
 from rdskd_dist.errors import UserError
 from rdskd_dist.methods import get_method_class
 
@@ -66,6 +67,7 @@ def resolve_config(cfg: DistillConfig, spec: DatasetSpec) -> DistillConfig:
     resolved = cfg.model_copy(update=filled)
     if resolved.generators > 1 and resolved.schedule != "two_stage":
         raise UserError(f"generators > 1 needs the two_stage schedule; {cfg.method} uses {resolved.schedule}")
+    schedule_steps(resolved)  # a budget the schedule cannot split fails here, before any work
     return resolved
 
 

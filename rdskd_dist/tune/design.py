@@ -123,7 +123,10 @@ def shared_trials(spec: SweepSpec, plans: list[TrialPlan]) -> dict[str, str]:
     first: dict[str, str] = {}
     shared: dict[str, str] = {}
     for plan in plans:
-        _, columns = trial_config(spec.base_for(plan.method), plan.method, plan.seed, spec.space, plan.x)
+        try:
+            _, columns = trial_config(spec.base_for(plan.method), plan.method, plan.seed, spec.space, plan.x)
+        except Exception:  # noqa: BLE001 - an invalid point runs alone and records its own failed row
+            continue
         source = first.setdefault(columns["config_json"], plan.key)
         if source != plan.key:
             shared[plan.key] = source

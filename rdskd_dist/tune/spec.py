@@ -163,7 +163,21 @@ class SweepSpec(BaseModel):
                 err = exc.errors()[0]
                 where = ".".join(str(p) for p in err["loc"])
                 raise ValueError(f"method_base.{method}.{where}: {err['msg']}") from None
+        self._check_budgets()
         return self
+
+    def _check_budgets(self) -> None:
+        """Each method's reference trial resolves (a budget its schedule cannot split, say): a one-line error
+        before Ray or any trial starts, not a sweep of failed rows. Design points are not checked here: an
+        invalid point is that trial's failed row."""
+        from rdskd_dist.data import get_spec
+        from rdskd_dist.engine.resolve import resolve_config
+
+        for method in self.methods:
+            try:
+                resolve_config(self.base_for(method), get_spec(self.base.dataset))
+            except UserError as exc:
+                raise ValueError(f"{method} trials: {exc}") from None
 
     def base_for(self, method: str) -> DistillConfig:
         """The base options of `method`'s trials: `base` updated by `method_base[method]`.
