@@ -117,6 +117,13 @@ CONFIGS: dict[str, dict] = {
 CONFIGS.update({f"{name}_range": {**CONFIGS[name], "w_range": 10.0}
                 for name in ("dafl_fast", "dfad_fast_off", "dfad_ar_vi_fast_off")})
 CONFIGS["rdskd_fast_range_pool1200"] = {**CONFIGS["rdskd_fast_range"], "sample_pool": 1200}
+# Point 1 of tune/mnist-robustness-fast.yaml's design (w_oh x6.87, w_ie x0.19, w_ds x0.34), where RDSKD's and DAFL's
+# generators collapse to one class; and the one-hot term toward a balanced split of each batch, at that point and at
+# the reference weights (paired against rdskd_fast_range)
+_POINT1 = dict(w_oh=6.872232324307156, w_ie=0.1900524976544105, w_ds=0.3402048988159576)
+CONFIGS["rdskd_fast_range_p1"] = {**CONFIGS["rdskd_fast_range"], **_POINT1}
+CONFIGS.update({f"{name}_baloh": {**CONFIGS[name], "onehot_targets": "balanced"}
+                for name in ("rdskd_fast_range", "rdskd_fast_range_p1")})
 
 
 def run_one(name: str, seed: int, args, test) -> dict:

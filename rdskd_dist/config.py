@@ -109,6 +109,10 @@ class DistillConfig(BaseModel):
     w_ie: Optional[NonNegativeFloat] = Field(None, description="weight of the information-entropy (class diversity) term")
     w_ds: Optional[NonNegativeFloat] = Field(None, description="weight of RDSKD's inter-sample diversity term")
     w_a: Optional[NonNegativeFloat] = Field(None, description="weight of DAFL's activation term")
+    onehot_targets: Literal["argmax", "balanced"] = Field(
+        "argmax", description="targets of the one-hot (authenticity) term of RDSKD and DAFL: the teacher's argmax "
+                              "(the methods' own), or balanced: the batch split evenly over the classes, each sample "
+                              "to the class the teacher ranks it highest for under that constraint (Sinkhorn)")
     w_bn: NonNegativeFloat = Field(0.0, description="weight of the BN-statistics term (teachers with BN)")
     w_tv: NonNegativeFloat = Field(0.0, description="weight of a total-variation smoothness prior on the generated "
                                                    "images (any teacher, every method; 0: off)")

@@ -9,6 +9,7 @@ from rdskd_dist.methods.losses import (
     BNStatsLoss,
     activation_boundary_loss,
     activation_loss,
+    balanced_targets,
     info_entropy_loss,
     inter_sample_diversity_loss,
     kd_kl_loss,
@@ -32,6 +33,24 @@ def test_onehot_loss_is_cross_entropy_to_own_argmax():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     expected = -0.5 * (math.log(math.exp(2) / (math.exp(2) + 1)) + math.log(math.e / (math.e + 1)))
     assert math.isclose(onehot_loss(logits).item(), expected, rel_tol=1e-6)
+
+
+def test_balanced_targets_split_a_collapsed_batch_and_keep_a_diverse_one():
+    torch.manual_seed(0)
+    collapsed = torch.randn(128, 10) + torch.tensor([20.0] + [0.0] * 9)  # the teacher says class 0 for all
+    counts = torch.bincount(balanced_targets(collapsed), minlength=10)
+    assert counts.min() >= 128 // 10 - 4 and counts.max() <= 128 // 10 + 4  # argmax would give [128, 0, ...]
+    # each sample goes where the teacher ranks it highest once class 0 is full: second choices dominate
+    second = collapsed[:, 1:].argmax(dim=1) + 1
+    targets = balanced_targets(collapsed)
+    assert (targets[targets != 0] == second[targets != 0]).float().mean() > 0.8
+    # a batch already spread evenly keeps its argmax labels
+    even = torch.eye(10).repeat(12, 1) * 10 + 0.1 * torch.randn(120, 10)
+    assert torch.equal(balanced_targets(even), even.argmax(dim=1))
+    # and the one-hot loss on balanced targets pulls a collapsed batch's logits toward other classes
+    logits = collapsed.clone().requires_grad_(True)
+    onehot_loss(logits, balanced=True).backward()
+    assert logits.grad[:, 0].sum() > 0 and onehot_loss(collapsed, balanced=True) > onehot_loss(collapsed)
 
 
 def test_inter_sample_diversity_ratio_of_frobenius_norms():

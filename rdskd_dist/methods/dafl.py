@@ -50,7 +50,7 @@ class DAFL(Method):
     def generator_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable, g_step: int) -> Terms:
         cfg, opts = self.cfg, self.options
         logits = teacher_out.logits
-        oh = onehot_loss(logits)
+        oh = onehot_loss(logits, cfg.onehot_targets == "balanced")
         ie = info_entropy_loss(logits, base=10.0 if opts.entropy_log == "log10" else None)
         terms = {"oh": oh, "ie": ie}
         total = cfg.w_oh * oh + cfg.w_ie * ie

@@ -9,10 +9,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def onehot_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Authenticity: cross-entropy of the teacher's logits against their own argmax."""
+def onehot_loss(logits: torch.Tensor, balanced: bool = False) -> torch.Tensor:
+    """Authenticity: cross-entropy of the teacher's logits against their own argmax, or (`balanced`) against
+    a near-even split of the batch over the classes (`balanced_targets`)."""
     logits = logits.float()
-    return F.cross_entropy(logits, logits.argmax(dim=1))
+    return F.cross_entropy(logits, balanced_targets(logits) if balanced else logits.argmax(dim=1))
+
+
+@torch.no_grad()
+def balanced_targets(logits: torch.Tensor, iters: int = 10) -> torch.Tensor:
+    """Each sample's class under an (almost) equal share of the batch per class, chosen to keep the teacher's
+    own preferences where it can: Sinkhorn-Knopp equipartition of the teacher's probabilities, then each row's
+    largest entry (the assignment SwAV uses for its codes, Caron et al., 2020). A batch the teacher puts in
+    one class is split over all classes by what each sample is second-most like, so the one-hot term pulls
+    toward class diversity instead of against it, whatever the diversity term's weight."""
+    log_q = torch.log_softmax(logits.float(), dim=1)  # batch x classes, in the log domain: no class underflows
+    for _ in range(iters):
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True)  # every class the same mass
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True)  # every sample the same mass
+    return log_q.argmax(dim=1)
 
 
 def info_entropy_loss(logits: torch.Tensor, base: float | None = None) -> torch.Tensor:

@@ -87,7 +87,7 @@ class RDSKD(Method):
     def generator_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable, g_step: int) -> Terms:
         cfg = self.cfg
         logits = teacher_out.logits
-        oh, ie = onehot_loss(logits), info_entropy_loss(logits)
+        oh, ie = onehot_loss(logits, cfg.onehot_targets == "balanced"), info_entropy_loss(logits)
         ds = inter_sample_diversity_loss(logits, x)
         conflicting = torch.stack([oh, ie])
         if self.penalty is not None:
