@@ -144,3 +144,26 @@ def test_adversarial_half_batch_is_relabelled_and_balanced_pool_evens_classes(di
     # balanced: every class the pool has is drawn about equally often, however rare it is in the pool
     assert drawn[present].min() / drawn[present].max() > 0.6, (pool_counts, drawn)
     assert pool_counts[present].min() / pool_counts[present].max() < 0.6 or present.sum() < 10
+
+
+def test_teacher_training_crops_are_windows_of_the_padded_image_and_flips_mirror_them():
+    """The teacher's batched crop (one gather) gives, per sample, a 32x32 window of the zero-padded image,
+    mirrored for the flipped ones, and the same crops for the same seed."""
+    import torch.nn.functional as F
+
+    from rdskd_dist.teacher_training import _augment
+
+    x = torch.randn(64, 3, 32, 32)
+    out = _augment(x, flip=True, pad=4, gen=torch.Generator().manual_seed(0))
+    again = _augment(x, flip=True, pad=4, gen=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.equal(out, again)
+    padded = F.pad(x, (4, 4, 4, 4))
+    flipped = 0
+    for i in range(64):
+        windows = {(dy, dx, f) for dy in range(9) for dx in range(9) for f in (False, True)
+                   if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32].flip(-1) if f
+                                  else padded[i, :, dy:dy + 32, dx:dx + 32])}
+        assert windows, f"sample {i} is no (mirrored) window of its padded image"
+        flipped += all(f for *_, f in windows)
+    assert 10 < flipped < 54  # about half are mirrored
+    assert not torch.equal(out, x)  # some crops moved
