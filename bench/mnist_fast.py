@@ -124,6 +124,8 @@ _POINT1 = dict(w_oh=6.872232324307156, w_ie=0.1900524976544105, w_ds=0.340204898
 CONFIGS["rdskd_fast_range_p1"] = {**CONFIGS["rdskd_fast_range"], **_POINT1}
 CONFIGS.update({f"{name}_baloh": {**CONFIGS[name], "onehot_targets": "balanced"}
                 for name in ("rdskd_fast_range", "rdskd_fast_range_p1")})
+# the best short-budget configuration so far (point 1's weights, balanced targets) at rdskd_long_range's budget
+CONFIGS["rdskd_long_range_p1_baloh"] = {**CONFIGS["rdskd_long_range"], **_POINT1, "onehot_targets": "balanced"}
 
 
 def run_one(name: str, seed: int, args, test) -> dict:

@@ -44,7 +44,7 @@ def _augment(x: torch.Tensor, flip: bool, pad: int, gen: torch.Generator) -> tor
     The offsets come from the CPU generator `gen`, so a seed gives the same crops on any device."""
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), generator=gen).to(x.device, non_blocking=True)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n, 1), generator=gen).to(x.device, non_blocking=True)
     rows = dy + torch.arange(h, device=x.device)  # n x h
     cols = dx + torch.arange(w, device=x.device)  # n x w
     if flip:
