@@ -126,6 +126,9 @@ CONFIGS.update({f"{name}_baloh": {**CONFIGS[name], "onehot_targets": "balanced"}
                 for name in ("rdskd_fast_range", "rdskd_fast_range_p1")})
 # the best short-budget configuration so far (point 1's weights, balanced targets) at rdskd_long_range's budget
 CONFIGS["rdskd_long_range_p1_baloh"] = {**CONFIGS["rdskd_long_range"], **_POINT1, "onehot_targets": "balanced"}
+# ... with two generators from fresh initialisations (400 steps each) instead of one of 800: the seeds' spread
+# comes from the generator (the students' curves flatten by 9,000 steps), so spread the samples over two
+CONFIGS["rdskd_long_range_p1_baloh_gen2"] = {**CONFIGS["rdskd_long_range_p1_baloh"], "generators": 2}
 
 
 def run_one(name: str, seed: int, args, test) -> dict:
