@@ -226,12 +226,12 @@ def main(argv: list[str] | None = None) -> None:
             student_steps = student_steps // eval_every * eval_every
             generator_steps = max(eval_every, generator_steps // eval_every * eval_every)
         report_every = report_interval(method, generator_steps, eval_every, n)
-        cfg = base.model_copy(update=dict(generator_steps=generator_steps, student_steps=student_steps,
-                                          log_every=report_every, checkpoint_every=report_every))
-        cfg = DistillConfig.model_validate(cfg.model_dump())  # re-validated like any config
+        cfg = DistillConfig.model_validate({**base.model_dump(), "generator_steps": generator_steps,
+                                            "student_steps": student_steps, "log_every": report_every,
+                                            "checkpoint_every": report_every})
         _, g_steps, s_steps = schedule_steps(resolve_config(cfg, get_spec("cifar10")))
         print(f"{method}: G{g_steps}/S{s_steps}, batch {cfg.batch_size}", flush=True)
-        curve = Curve(test_data, resolve_device(args.device), precision, eval_every, cfg.student_steps)
+        curve = Curve(test_data, device, precision, eval_every, cfg.student_steps)
         result = run_distillation(cfg, on_report=curve)
         print(result.line(), flush=True)
         runs.append({"method": method, "config": cfg.model_dump(mode="json"), "curve": curve.points,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 from rdskd_dist.data import ImageTensors, get_spec, load_split
 from rdskd_dist.engine.evaluate import autocast, evaluate_accuracy
 from rdskd_dist.engine.run import resolve_device
+from rdskd_dist.engine.samples import windows_at
 from rdskd_dist.models import create_model
 
 
@@ -39,20 +40,12 @@ class TeacherConfig(BaseModel):
 
 
 def _augment(x: torch.Tensor, flip: bool, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """Random crops (and flips) of a normalised batch, gathered in one indexing op on the batch's device.
-
-    The offsets come from the CPU generator `gen`, so a seed gives the same crops on any device."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, n, 1), generator=gen).to(x.device, non_blocking=True)
-    rows = dy + torch.arange(h, device=x.device)  # n x h
-    cols = dx + torch.arange(w, device=x.device)  # n x w
-    if flip:
-        flipped = (torch.rand(n, 1, generator=gen) < 0.5).to(x.device, non_blocking=True)
-        cols = torch.where(flipped, cols.flip(-1), cols)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+    """Random crops (and flips) of a normalised batch, on the batch's device. The offsets come from the CPU
+    generator `gen` in the order they always did, so a seed gives the same crops (and teacher) on any device."""
+    n, _, h, w = x.shape
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).to(x.device, non_blocking=True)
+    mirror = (torch.rand(n, generator=gen) < 0.5).to(x.device, non_blocking=True) if flip else None
+    return windows_at(F.pad(x, (pad, pad, pad, pad)), (h, w), dy, dx, mirror)
 
 
 def train_teacher(cfg: TeacherConfig, log=print) -> tuple[torch.nn.Module, float]:

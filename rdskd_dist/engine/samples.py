@@ -37,17 +37,27 @@ def _index(out: Any, idx: torch.Tensor) -> Any:
     return type(out)(*(t[idx] if t is not None else None for t in out))
 
 
+def windows_at(padded: torch.Tensor, size: tuple[int, int], dy: torch.Tensor, dx: torch.Tensor,
+               mirror: torch.Tensor | None = None) -> torch.Tensor:
+    """Per sample, the h x w window of `padded` whose corner is at (dy, dx), mirrored left-right where `mirror`
+    is true: one gather for the whole batch (shifts here, the teacher's crops in teacher_training.py)."""
+    n, c = padded.shape[:2]
+    h, w = size
+    rows = (torch.arange(h, device=padded.device)[None, :] + dy[:, None])[:, None, :, None]
+    cols = torch.arange(w, device=padded.device)[None, :] + dx[:, None]
+    if mirror is not None:
+        cols = torch.where(mirror[:, None], cols.flip(-1), cols)
+    batch = torch.arange(n, device=padded.device)[:, None, None, None]
+    chans = torch.arange(c, device=padded.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols[:, None, None, :]]
+
+
 def random_shift(x: torch.Tensor, max_shift: int, noise: torch.Generator | None) -> torch.Tensor:
     """Each sample translated by up to `max_shift` pixels in each direction (zero padding)."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
+    n, _, h, w = x.shape
     dy = torch.randint(0, 2 * max_shift + 1, (n,), device=x.device, generator=noise)
     dx = torch.randint(0, 2 * max_shift + 1, (n,), device=x.device, generator=noise)
-    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])[:, None, :, None]
-    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chans = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chans, rows, cols]
+    return windows_at(F.pad(x, (max_shift,) * 4), (h, w), dy, dx)
 
 
 def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: torch.Generator | None) -> torch.Tensor:
