@@ -119,3 +119,23 @@ def test_every_named_bench_configuration_is_a_valid_config():
         cfg = DistillConfig(dataset="mnist", **{**any_teacher.SHARED, **options})
         assert cfg.student_steps == any_teacher.STUDENT_STEPS, name
     assert {"dafl_fast_range", "dfad_fast_off_range", "rdskd_g800_range"} <= set(mnist_fast.CONFIGS)
+
+
+def test_stage2_variants_continue_a_shared_stage_1_exactly(tmp_path, digits_teacher):
+    """bench/stage2_variants.py: the control variant, continued from the cached stage 1, ends where the full run of
+    the same configuration and seed ends (mnist_fast.py), and a second variant reuses the cache."""
+    common = ["--seeds", "0", "--dataset", "digits", "--teacher", str(digits_teacher), "--monitor-every", "8",
+              "--out-dir", str(tmp_path)]
+    full = subprocess.run([sys.executable, str(ROOT / "bench" / "mnist_fast.py"), "--configs", "tiny", "--name", "full",
+                           *common], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert full.returncode == 0, full.stderr[-2000:]
+    staged = subprocess.run([sys.executable, str(ROOT / "bench" / "stage2_variants.py"), "--base", "tiny",
+                             "--variants", "control", "t4", "--cache", str(tmp_path / "stage1"), "--name", "staged",
+                             *common], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert staged.returncode == 0, staged.stderr[-2000:]
+    expected = json.loads((tmp_path / "full.json").read_text())["runs"][0]["student_accuracy"]
+    runs = json.loads((tmp_path / "staged.json").read_text())["runs"]
+    assert [r["variant"] for r in runs] == ["control", "t4"]
+    assert runs[0]["student_accuracy"] == expected
+    assert runs[0]["stage1_time_s"] == runs[1]["stage1_time_s"] > 0  # one stage 1, cached
+    assert list((tmp_path / "stage1").iterdir()) == [tmp_path / "stage1" / "tiny_s0.pt"]

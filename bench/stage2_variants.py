@@ -1,0 +1,156 @@
+"""Student-side options against one shared stage 1: a two-stage configuration's generator is trained once per
+seed, then every variant trains its student from that same point (same generator, memory bank, RNG state).
+
+    python bench/stage2_variants.py --base rdskd_long_range --variants control t4 lr4e-3 --seeds 0
+
+Why: in a two-stage run the generator does not depend on the student's options, so a variant that changes only
+those options continues exactly as its own full run would (the engine restores stage 1 bit for bit and the
+variant's fresh student optimiser and schedule). The pair then differs in the student side alone, and each
+variant costs stage 2's time instead of the whole run's. `control` (no change) repeats the base configuration's
+full-run accuracy on this kind of CPU, which checks the shortcut. Reported: end-of-budget test accuracy, no
+checkpoint selection; stage 1's cached time is added to each variant's training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
+from mnist_fast import CONFIGS  # noqa: E402
+
+from rdskd_dist.config import DistillConfig  # noqa: E402
+from rdskd_dist.data import get_spec, load_split  # noqa: E402
+from rdskd_dist.engine import Distiller, evaluate_accuracy, prepare_teacher, resolve_device, unwrap  # noqa: E402
+from rdskd_dist.files import atomic_torch_save, safe_torch_load  # noqa: E402
+
+# Options a variant may change: none of them is read before the student's first step.
+STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_steps", "student_lr_schedule",
+                "weight_decay", "student_optimizer", "momentum", "augment_shift", "augment_mixup", "augment_rotate",
+                "augment_scale", "augment_adversarial_steps", "sample_pool", "pool_balance"}
+VARIANTS: dict[str, dict] = {
+    "control": {},
+    "t4": {"temperature": 4.0},
+    "t20": {"temperature": 20.0},
+    "t40": {"temperature": 40.0},
+    "t100": {"temperature": 100.0},
+    "lr4e-3": {"lr_student": 4e-3},
+    "lr1e-3": {"lr_student": 1e-3},
+    "nomix": {"augment_mixup": 0.0},
+    "shift2": {"augment_shift": 2},
+    "b512": {"student_batch_size": 512, "student_steps": 8000},
+    "wd1e-4": {"weight_decay": 1e-4},
+    "pool1600": {"sample_pool": 1600},
+}
+
+
+def stage1_state(cfg: DistillConfig, teacher, spec, device, cache: Path) -> tuple[dict, float]:
+    """The engine's state at the end of stage 1, trained once and cached (a plain state_dict, loaded safely)."""
+    if cache.exists():
+        state = safe_torch_load(cache, "stage-1 cache")
+        return state, state["train_time_s"]
+    engine = Distiller(cfg, teacher, spec, device)
+    engine.total_iterations = cfg.generator_steps  # stop where the student would start
+    engine.run()
+    state = engine.state_dict()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(state, cache)
+    return state, state["train_time_s"]
+
+
+def run_variant(base: str, variant: str, seed: int, args, test) -> dict:
+    overrides = VARIANTS[variant]
+    unknown = set(overrides) - STUDENT_SIDE
+    if unknown:
+        raise SystemExit(f"variant {variant!r} changes {sorted(unknown)}, which stage 1 reads")
+    base_cfg = DistillConfig(dataset=args.dataset, data_root=args.data_root, teacher=str(args.teacher), seed=seed,
+                             log_every=args.monitor_every, eval_teacher=False, **CONFIGS[base])
+    cfg = base_cfg.model_copy(update=overrides)
+    cfg = DistillConfig.model_validate(cfg.model_dump())
+    teacher, _ = prepare_teacher(cfg)
+    device = resolve_device(cfg.device)
+    spec = get_spec(cfg.dataset)
+    engine = Distiller(cfg, teacher, spec, device)
+    if engine.cfg.schedule != "two_stage":
+        raise SystemExit(f"{base!r} is not a two-stage configuration")
+    state, stage1_s = stage1_state(base_cfg, teacher, spec, device, args.cache / f"{base}_s{seed}.pt")
+    wall_start = time.perf_counter()
+    fresh_student_side = engine.opt_s.state_dict(), engine.sched_s.state_dict()
+    engine.load_state_dict(state)
+    engine.opt_s.load_state_dict(fresh_student_side[0])  # the variant's own optimiser and schedule
+    engine.sched_s.load_state_dict(fresh_student_side[1])
+    curve: list[tuple[float, int, float]] = []
+
+    def monitor(metrics, _checkpoint) -> None:
+        if engine.s_step and engine.iteration < engine.total_iterations:
+            acc = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
+                                    channels_last=cfg.channels_last)
+            curve.append((round(engine.train_time_s, 2), engine.s_step, acc))
+
+    engine.run(monitor)
+    final = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
+                              channels_last=cfg.channels_last)
+    wall = time.perf_counter() - wall_start
+    print(f"result: {base}+{variant} seed={seed} student_acc={final:.2f}% stage1={stage1_s:.0f}s "
+          f"train={engine.train_time_s:.0f}s stage2_wall={wall:.0f}s", flush=True)
+    return {"base": base, "variant": variant, "seed": seed, "student_accuracy": final,
+            "stage1_time_s": stage1_s, "train_time_s": engine.train_time_s, "stage2_wall_s": wall,
+            "curve": curve, "overrides": overrides}
+
+
+def write(args, runs: list[dict], wall: float) -> None:
+    names = list(dict.fromkeys(r["variant"] for r in runs))
+    rows = ["| variant | changes | seeds | per seed | mean ± std | paired Δ vs control (mean) | train s / run |",
+            "|---|---|---|---|---|---|---|"]
+    control = {r["seed"]: r["student_accuracy"] for r in runs if r["variant"] == "control"}
+    for n in names:
+        mine = [r for r in runs if r["variant"] == n]
+        accs = [r["student_accuracy"] for r in mine]
+        deltas = [r["student_accuracy"] - control[r["seed"]] for r in mine if r["seed"] in control]
+        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        delta = f"{statistics.fmean(deltas):+.2f} ({len(deltas)} pairs)" if deltas and n != "control" else ""
+        rows.append(f"| {n} | `{json.dumps(VARIANTS[n])}` | {', '.join(str(r['seed']) for r in mine)} | "
+                    f"{' / '.join(f'{a:.2f}' for a in accs)} | {statistics.fmean(accs):.2f} ± {std:.2f} | {delta} | "
+                    f"{statistics.fmean(r['train_time_s'] for r in mine):.0f} |")
+    md = (f"# {args.name}: student-side options on one shared stage 1 (`{args.base}`, {args.dataset})\n\n"
+          "Each seed's stage 1 (generator, memory bank, RNG state) is trained once; every variant continues from it "
+          "with its own student optimiser and schedule. Test accuracy at the end of the budget (no checkpoint "
+          "selection); train s includes stage 1's.\n\n" + "\n".join(rows) + "\n")
+    write_results(args.out_dir, args.name, {"settings": {"base": args.base, "base_options": CONFIGS[args.base],
+                                                         "dataset": args.dataset, "teacher": str(args.teacher)},
+                                            "runs": runs, "wall_time_s": wall}, md)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default="../shared/datasets/mnist")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--teacher", type=Path, default=Path("runs/teachers/mnist_lenet5.pt"))
+    p.add_argument("--base", default="rdskd_long_range", choices=list(CONFIGS))
+    p.add_argument("--variants", nargs="+", default=["control"], choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--monitor-every", type=int, default=2000)
+    p.add_argument("--cache", type=Path, default=Path("runs/stage1"))
+    p.add_argument("--name", default="mnist_stage2")
+    p.add_argument("--out-dir", type=Path, default=Path("docs/results"))
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    test = load_split(args.dataset, "test", args.data_root)
+    path = args.out_dir / f"{args.name}.json"
+    runs = json.loads(path.read_text())["runs"] if args.resume and path.exists() else []
+    started = time.perf_counter()
+    for seed in args.seeds:
+        for variant in args.variants:
+            if any(r["variant"] == variant and r["seed"] == seed for r in runs):
+                continue
+            runs.append(run_variant(args.base, variant, seed, args, test))
+            write(args, runs, time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
