@@ -131,6 +131,24 @@ CONFIGS["rdskd_long_range_p1_baloh"] = {**CONFIGS["rdskd_long_range"], **_POINT1
 CONFIGS["rdskd_long_range_p1_baloh_gen2"] = {**CONFIGS["rdskd_long_range_p1_baloh"], "generators": 2}
 
 
+def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:
+    """Train to the end of the budget; the student's test accuracy at the end, and a monitoring curve
+    (train s, student step, accuracy) at every report (its evaluations are outside the training time)."""
+    cfg, device = engine.cfg, engine.device
+    curve: list[tuple[float, int, float]] = []
+
+    def accuracy() -> float:
+        return evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
+                                 channels_last=cfg.channels_last)
+
+    def monitor(metrics, _checkpoint) -> None:
+        if engine.s_step and engine.iteration < engine.total_iterations:  # the final evaluation comes below
+            curve.append((round(engine.train_time_s, 2), engine.s_step, accuracy()))
+
+    engine.run(monitor)
+    return accuracy(), curve
+
+
 def run_one(name: str, seed: int, args, test) -> dict:
     options = CONFIGS[name]
     cfg = DistillConfig(dataset=args.dataset, data_root=args.data_root, teacher=str(args.teacher), seed=seed,
@@ -139,17 +157,7 @@ def run_one(name: str, seed: int, args, test) -> dict:
     teacher, _ = prepare_teacher(cfg)
     device = resolve_device(cfg.device)
     engine = Distiller(cfg, teacher, get_spec(cfg.dataset), device)
-    curve: list[tuple[float, int, float]] = []
-
-    def monitor(metrics, _checkpoint) -> None:
-        if engine.s_step and engine.iteration < engine.total_iterations:  # the final evaluation comes below
-            acc = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
-                                    channels_last=cfg.channels_last)
-            curve.append((round(engine.train_time_s, 2), engine.s_step, acc))
-
-    engine.run(monitor)
-    final = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
-                              channels_last=cfg.channels_last)
+    final, curve = run_with_curve(engine, test)
     wall = time.perf_counter() - wall_start
     monitor_s = wall - engine.train_time_s
     first = {t: next((c[0] for c in curve if c[2] >= t), None) for t in (98.0, 98.5)}
@@ -186,28 +194,39 @@ def write(args, runs: list[dict], wall: float) -> None:
                                             "runs": runs, "summary": summary, "wall_time_s": wall}, md)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_arguments(p: argparse.ArgumentParser, *, monitor_every: int, name: str) -> None:
+    """The options every MNIST accuracy benchmark takes (data, teacher, monitoring, result files)."""
     p.add_argument("--data-root", default="../shared/datasets/mnist")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--teacher", type=Path, default=Path("runs/teachers/mnist_lenet5.pt"))
-    p.add_argument("--configs", nargs="+", default=["rdskd_fast"], choices=list(CONFIGS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--monitor-every", type=int, default=500, help="loop steps between monitoring evaluations")
-    p.add_argument("--name", default="mnist_fast")
+    p.add_argument("--monitor-every", type=int, default=monitor_every, help="loop steps between monitoring evaluations")
+    p.add_argument("--name", default=name)
     p.add_argument("--out-dir", type=Path, default=Path("docs/results"))
-    p.add_argument("--resume", action="store_true")
-    args = p.parse_args(argv)
+    p.add_argument("--resume", action="store_true", help="keep the runs already in <out-dir>/<name>.json")
+
+
+def run_grid(args, names: list[str], key: str, run, write_all) -> None:
+    """Every (seed, name) pair, seed-major (an interrupted grid still has every name on the first seeds); the
+    result files are rewritten after each run and `--resume` skips the pairs already there."""
     test = load_split(args.dataset, "test", args.data_root)
     path = args.out_dir / f"{args.name}.json"
     runs = json.loads(path.read_text())["runs"] if args.resume and path.exists() else []
     started = time.perf_counter()
-    for seed in args.seeds:  # seed-major: an interrupted run still has every configuration on the first seeds
-        for name in args.configs:
-            if any(r["config"] == name and r["seed"] == seed for r in runs):
+    for seed in args.seeds:
+        for name in names:
+            if any(r[key] == name and r["seed"] == seed for r in runs):
                 continue
-            runs.append(run_one(name, seed, args, test))
-            write(args, runs, time.perf_counter() - started)
+            runs.append(run(name, seed, args, test))
+            write_all(args, runs, time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=["rdskd_fast"], choices=list(CONFIGS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_run_arguments(p, monitor_every=500, name="mnist_fast")
+    args = p.parse_args(argv)
+    run_grid(args, args.configs, "config", run_one, write)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
-from mnist_fast import CONFIGS  # noqa: E402
+from mnist_fast import CONFIGS, add_run_arguments, run_grid, run_with_curve  # noqa: E402
 
 from rdskd_dist.config import DistillConfig  # noqa: E402
-from rdskd_dist.data import get_spec, load_split  # noqa: E402
-from rdskd_dist.engine import Distiller, evaluate_accuracy, prepare_teacher, resolve_device, unwrap  # noqa: E402
+from rdskd_dist.data import get_spec  # noqa: E402
+from rdskd_dist.engine import Distiller, prepare_teacher, resolve_device  # noqa: E402
 from rdskd_dist.files import atomic_torch_save, safe_torch_load  # noqa: E402
 
 # Options a variant may change: none of them is read before the student's first step.
@@ -63,7 +63,8 @@ def stage1_state(cfg: DistillConfig, teacher, spec, device, cache: Path) -> tupl
     return state, state["train_time_s"]
 
 
-def run_variant(base: str, variant: str, seed: int, args, test) -> dict:
+def run_variant(variant: str, seed: int, args, test) -> dict:
+    base = args.base
     overrides = VARIANTS[variant]
     unknown = set(overrides) - STUDENT_SIDE
     if unknown:
@@ -84,17 +85,7 @@ def run_variant(base: str, variant: str, seed: int, args, test) -> dict:
     engine.load_state_dict(state)
     engine.opt_s.load_state_dict(fresh_student_side[0])  # the variant's own optimiser and schedule
     engine.sched_s.load_state_dict(fresh_student_side[1])
-    curve: list[tuple[float, int, float]] = []
-
-    def monitor(metrics, _checkpoint) -> None:
-        if engine.s_step and engine.iteration < engine.total_iterations:
-            acc = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
-                                    channels_last=cfg.channels_last)
-            curve.append((round(engine.train_time_s, 2), engine.s_step, acc))
-
-    engine.run(monitor)
-    final = evaluate_accuracy(unwrap(engine.student), test, device, precision=cfg.precision,
-                              channels_last=cfg.channels_last)
+    final, curve = run_with_curve(engine, test)
     wall = time.perf_counter() - wall_start
     print(f"result: {base}+{variant} seed={seed} student_acc={final:.2f}% stage1={stage1_s:.0f}s "
           f"train={engine.train_time_s:.0f}s stage2_wall={wall:.0f}s", flush=True)
@@ -128,28 +119,13 @@ def write(args, runs: list[dict], wall: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", default="../shared/datasets/mnist")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--teacher", type=Path, default=Path("runs/teachers/mnist_lenet5.pt"))
     p.add_argument("--base", default="rdskd_long_range", choices=list(CONFIGS))
     p.add_argument("--variants", nargs="+", default=["control"], choices=list(VARIANTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--monitor-every", type=int, default=2000)
-    p.add_argument("--cache", type=Path, default=Path("runs/stage1"))
-    p.add_argument("--name", default="mnist_stage2")
-    p.add_argument("--out-dir", type=Path, default=Path("docs/results"))
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--cache", type=Path, default=Path("runs/stage1"), help="stage-1 states, one per base and seed")
+    add_run_arguments(p, monitor_every=2000, name="mnist_stage2")
     args = p.parse_args(argv)
-    test = load_split(args.dataset, "test", args.data_root)
-    path = args.out_dir / f"{args.name}.json"
-    runs = json.loads(path.read_text())["runs"] if args.resume and path.exists() else []
-    started = time.perf_counter()
-    for seed in args.seeds:
-        for variant in args.variants:
-            if any(r["variant"] == variant and r["seed"] == seed for r in runs):
-                continue
-            runs.append(run_variant(args.base, variant, seed, args, test))
-            write(args, runs, time.perf_counter() - started)
+    run_grid(args, args.variants, "variant", run_variant, write)
 
 
 if __name__ == "__main__":
