@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict] = {
     "b512": {"student_batch_size": 512, "student_steps": 8000},
     "wd1e-4": {"weight_decay": 1e-4},
     "pool1600": {"sample_pool": 1600},
+    "s10000": {"student_steps": 10000},
+    "s20000": {"student_steps": 20000},
 }
 
 
