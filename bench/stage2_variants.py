@@ -51,37 +51,33 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def stage1_state(cfg: DistillConfig, teacher, spec, device, cache: Path) -> tuple[dict, float]:
+def stage1_state(cfg: DistillConfig, teacher, spec, device, cache: Path) -> dict:
     """The engine's state at the end of stage 1, trained once and cached (a plain state_dict, loaded safely)."""
     if cache.exists():
-        state = safe_torch_load(cache, "stage-1 cache")
-        return state, state["train_time_s"]
+        return safe_torch_load(cache, "stage-1 cache")
     engine = Distiller(cfg, teacher, spec, device)
     engine.total_iterations = cfg.generator_steps  # stop where the student would start
     engine.run()
     state = engine.state_dict()
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(state, cache)
-    return state, state["train_time_s"]
+    return state
 
 
 def run_variant(variant: str, seed: int, args, test) -> dict:
     base = args.base
     overrides = VARIANTS[variant]
-    unknown = set(overrides) - STUDENT_SIDE
-    if unknown:
-        raise SystemExit(f"variant {variant!r} changes {sorted(unknown)}, which stage 1 reads")
     base_cfg = DistillConfig(dataset=args.dataset, data_root=args.data_root, teacher=str(args.teacher), seed=seed,
                              log_every=args.monitor_every, eval_teacher=False, **CONFIGS[base])
-    cfg = base_cfg.model_copy(update=overrides)
-    cfg = DistillConfig.model_validate(cfg.model_dump())
+    cfg = DistillConfig.model_validate({**base_cfg.model_dump(), **overrides})
     teacher, _ = prepare_teacher(cfg)
     device = resolve_device(cfg.device)
     spec = get_spec(cfg.dataset)
     engine = Distiller(cfg, teacher, spec, device)
     if engine.cfg.schedule != "two_stage":
         raise SystemExit(f"{base!r} is not a two-stage configuration")
-    state, stage1_s = stage1_state(base_cfg, teacher, spec, device, args.cache / f"{base}_s{seed}.pt")
+    state = stage1_state(base_cfg, teacher, spec, device, args.cache / f"{base}_s{seed}.pt")
+    stage1_s = state["train_time_s"]
     wall_start = time.perf_counter()
     fresh_student_side = engine.opt_s.state_dict(), engine.sched_s.state_dict()
     engine.load_state_dict(state)
@@ -127,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache", type=Path, default=Path("runs/stage1"), help="stage-1 states, one per base and seed")
     add_run_arguments(p, monitor_every=2000, name="mnist_stage2")
     args = p.parse_args(argv)
+    for variant in args.variants:  # before any work: a variant may not change what stage 1 reads
+        unknown = set(VARIANTS[variant]) - STUDENT_SIDE
+        if unknown:
+            p.error(f"variant {variant!r} changes {sorted(unknown)}, which stage 1 reads")
     run_grid(args, args.variants, "variant", run_variant, write)
 
 
