@@ -80,6 +80,10 @@ class DistillConfig(BaseModel):
                                                                         "many degrees; the teacher relabels it (0: off)")
     augment_scale: NonNegativeFloat = Field(0.0, lt=1.0, description="scale each student sample by a factor in "
                                                                      "[1 - s, 1 + s]; the teacher relabels it (0: off)")
+    augment_window: NonNegativeFloat = Field(0.0, le=1.0, description="keep a random square window of each student "
+                                                                      "sample, its side a fraction in [w, 1] of the "
+                                                                      "image's, and blacken the rest; the teacher "
+                                                                      "relabels it (0: off)")
     augment_mixup: NonNegativeFloat = Field(0.0, description="mix student samples in pairs with Beta(a, a) "
                                                              "coefficients; the teacher relabels the mix (0: off)")
     augment_adversarial_steps: int = Field(0, ge=0, description="move half of each student batch this many signed-"

@@ -7,7 +7,7 @@ import torch
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import get_spec
 from rdskd_dist.engine import Distiller
-from rdskd_dist.engine.samples import SampleStore, random_affine, random_shift
+from rdskd_dist.engine.samples import SampleStore, random_affine, random_shift, random_window
 from rdskd_dist.models.base import Features
 from rdskd_dist.teachers import load_teacher
 
@@ -35,6 +35,23 @@ def test_random_affine_rotates_and_scales_about_the_centre():
     assert torch.allclose(centre, torch.full_like(centre, 7.5), atol=0.3)  # about the centre
 
 
+def test_random_window_keeps_one_square_per_sample_and_blackens_the_rest():
+    x = torch.arange(1.0, 1 + 2 * 20 * 20).view(1, 2, 20, 20).repeat(64, 1, 1, 1)  # no pixel equals the background
+    black = torch.tensor([-5.0, -7.0]).view(1, 2, 1, 1)
+    out = random_window(x, 0.3, black, torch.Generator().manual_seed(0))
+    sides = set()
+    for i in range(64):
+        kept = out[i, 0] != -5.0
+        rows, cols = kept.any(1).nonzero().flatten(), kept.any(0).nonzero().flatten()
+        assert kept.sum() == len(rows) * len(cols) and len(rows) == len(cols)  # one square window
+        assert 6 <= len(rows) <= 20  # its side is a fraction in [0.3, 1] of the image's
+        assert torch.equal(out[i][:, kept], x[i][:, kept])  # kept pixels are untouched, in every channel
+        assert (out[i, 1][~kept] == -7.0).all()  # the rest is the background, per channel
+        sides.add(len(rows))
+    assert len(sides) > 5  # each sample its own window
+    assert torch.equal(random_window(x, 1.0, black, None), x)  # a full-size window changes nothing
+
+
 def test_sample_store_is_a_ring_buffer_of_samples_and_teacher_outputs():
     store = SampleStore(capacity=10, keep_features=False)
     for start in (0, 6, 12):
@@ -51,7 +68,8 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     spec = get_spec("digits")
     teacher, _ = load_teacher(digits_teacher, spec)
     cfg = DistillConfig(method="rdskd", generator_steps=3, student_steps=2, batch_size=8, memory_bank=100,
-                        student_batch_size=16, augment_shift=2, augment_mixup=1.0, log_every=100, eval_teacher=False)
+                        student_batch_size=16, augment_shift=2, augment_mixup=1.0, augment_window=0.5, log_every=100,
+                        eval_teacher=False)
     engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
     for _ in range(3):
         engine.step()
@@ -63,7 +81,7 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     x, logits = seen[0]
     assert x.shape[0] == 16  # student batches come from the bank at their own size
     with torch.no_grad():
-        assert torch.allclose(logits, teacher(x), atol=1e-5)  # shifted and mixed samples are relabelled
+        assert torch.allclose(logits, teacher(x), atol=1e-5)  # windowed, shifted and mixed samples are relabelled
     assert engine.samples.pool[0].shape[0] == 24  # the pool is the bank here (no extra pool batches asked for)
 
 

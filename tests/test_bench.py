@@ -101,6 +101,15 @@ def test_any_teacher_tiny(tmp_path):
     assert "| gn_gap_cnn (" in (tmp_path / "tiny.md").read_text()
     runs = tmp_path / "runs"
     assert (runs / "gn_gap_cnn.pt").exists() and (runs / "gn_gap_cnn_rdskd_s0" / "result.json").exists()
+    # bench/sample_grid.py draws what those generators made, one block per run, teacher loaded by factory name
+    grid = subprocess.run([sys.executable, str(ROOT / "bench" / "sample_grid.py"), str(runs / "gn_gap_cnn_rdskd_s0"),
+                           str(runs / "gn_gap_cnn_dfad_s0"), "--out", str(tmp_path / "grid.png"), "--scale", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert grid.returncode == 0, grid.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(tmp_path / "grid.png") as image:  # two blocks of 8 x 8 samples of 32 px, side by side
+        assert image.size[0] > 2 * 8 * 32 and image.size[1] > 8 * 32
 
 
 def test_every_named_bench_configuration_is_a_valid_config():
@@ -117,7 +126,8 @@ def test_every_named_bench_configuration_is_a_valid_config():
         assert DistillConfig(dataset="mnist", **options).method == options["method"], name
     for name, options in any_teacher.VARIANTS.items():
         cfg = DistillConfig(dataset="mnist", **{**any_teacher.SHARED, **options})
-        assert cfg.student_steps == any_teacher.STUDENT_STEPS, name
+        # the shared student budget, unless a variant names its own (the rdskd_long* ones: 16,000 steps)
+        assert cfg.student_steps == options.get("student_steps", any_teacher.STUDENT_STEPS), name
     assert {"dafl_fast_range", "dfad_fast_off_range", "rdskd_g800_range"} <= set(mnist_fast.CONFIGS)
 
 

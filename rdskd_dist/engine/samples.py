@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rdskd_dist.config import DistillConfig
+from rdskd_dist.data.registry import input_spec
 from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.methods import Method
@@ -72,6 +73,24 @@ def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: 
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     # generated images are BN-normalised (background is not 0): the edge value fills what comes in
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_window(x: torch.Tensor, min_side: float, background: torch.Tensor,
+                  noise: torch.Generator | None) -> torch.Tensor:
+    """Each sample keeps one random square window, its side a fraction in [min_side, 1] of the image's, and the
+    rest becomes `background` (per channel). Samples that fill the image (textures from a globally pooled teacher)
+    become fragments on an empty background, which is what real objects on a plain background look like."""
+    n, _, h, w = x.shape
+    side = min_side + (1 - min_side) * torch.rand(n, device=x.device, generator=noise)
+    wh, ww = (side * h).round().clamp(min=1), (side * w).round().clamp(min=1)
+    top = (torch.rand(n, device=x.device, generator=noise) * (h - wh + 1)).floor()
+    left = (torch.rand(n, device=x.device, generator=noise) * (w - ww + 1)).floor()
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < (top + wh)[:, None])
+    inside_cols = (cols >= left[:, None]) & (cols < (left + ww)[:, None])
+    keep = (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]
+    return torch.where(keep, x, background.to(x.dtype).view(1, -1, 1, 1))
 
 
 def toward_disagreement(x: torch.Tensor, teacher_logits: Callable[[torch.Tensor], torch.Tensor], student: nn.Module,
@@ -162,6 +181,7 @@ class SampleSource:
         self.keep_features = method.teacher_features_for_student
         self.bank = SampleStore(cfg.memory_bank, self.keep_features) if cfg.memory_bank else None
         self.pool: tuple[torch.Tensor, Any] | None = None
+        self.black: torch.Tensor | None = None  # augment_window's background, made on first use
         self.pool_weights: torch.Tensor | None = None  # pool_balance: per-sample draw weights
         # pool slices of the generators already trained (generators > 1), kept in checkpoints
         self.snapshots: list[tuple[torch.Tensor, Any]] = []
@@ -245,8 +265,13 @@ class SampleSource:
             teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
                                               else None for a, b in zip(teacher_out, rout)))
         if not (cfg.augment_shift or cfg.augment_mixup or cfg.augment_rotate or cfg.augment_scale
-                or cfg.augment_adversarial_steps):
+                or cfg.augment_window or cfg.augment_adversarial_steps):
             return x, teacher_out
+        if cfg.augment_window:
+            if self.black is None:
+                mean, std = input_spec(cfg).normalization()
+                self.black = (-mean / std).to(self.device)  # a raw pixel of 0, as the teacher sees it
+            x = random_window(x, cfg.augment_window, self.black, self.noise)
         if cfg.augment_rotate or cfg.augment_scale:
             x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise)
         if cfg.augment_shift:
