@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,12 +104,19 @@ VARIANTS = {
                                    generator_width=1.0, precision="bf16", channels_last=True, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
                              ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)))},
+    # twice the generator steps (the bank keeps all of them): does the teacher without BN keep gaining from stage 1?
+    "rdskd_long_g1600_win3": dict(method="rdskd", generator_steps=1600, sample_pool=800, memory_bank=204800,
+                                  student_steps=16000, student_lr_schedule="onecycle", w_range=10.0,
+                                  generator_width=1.0, precision="bf16", channels_last=True, augment_window=0.3),
     # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,
     # no shift or mixup; with them the game breaks, docs/results/README.md, issue 15), alone and with the priors
     **{f"dfad_off{suffix}": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle",
                                  memory_bank=0, augment_shift=0, augment_mixup=0.0, **prior)
        for suffix, prior in (("", {}), ("_range10", dict(w_range=10.0)), ("_bn", dict(w_bn=1.0)))},
 }
+# The real-data KD references: the same student on the real training images, at the shared student steps or at the
+# rdskd_long* variants' 16,000
+REFERENCE_STEPS = {"kd_real_data": STUDENT_STEPS, "kd_real_data_long": 16000}
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")
 TINY_SHARED = dict(batch_size=16, student_steps=10, student_batch_size=16, memory_bank=256, augment_shift=2,
@@ -204,8 +212,8 @@ def kd_real_run(recipe: dict, teacher_path: Path, seed: int, steps: int, batch: 
     student = create_model(recipe["student"], num_classes=spec.num_classes, in_channels=spec.channels)
     train_net(student, train, epochs=0, batch_size=batch, lr=2e-3, seed=seed, teacher=teacher, steps=steps)
     seconds = time.perf_counter() - start
-    return {"student_accuracy": evaluate_accuracy(student, test, torch.device("cpu")), "train_time_s": seconds,
-            "wall_time_s": seconds, "sample_tv": real_tv(recipe)}
+    return {"student_accuracy": evaluate_accuracy(student, test, torch.device("cpu")), "student_steps": steps,
+            "train_time_s": seconds, "wall_time_s": seconds, "sample_tv": real_tv(recipe)}
 
 
 def distill_run(name: str, recipe: dict, teacher_path: Path, variant: str, options: dict, shared: dict, seed: int,
@@ -247,6 +255,11 @@ def real_tv(recipe: dict, n: int = 2000) -> float:
     return total_variation_loss(normalize(test.images[:n], test.spec)).item()
 
 
+def _steps(run: dict, settings: dict) -> int:
+    """A row's student steps (rows written before they were recorded: the shared budget's)."""
+    return run.get("student_steps", settings["shared"]["student_steps"])
+
+
 def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -269,16 +282,24 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, info in teachers.items():
         mine = [r for r in runs if r["teacher"] == name]
-        for r in sorted(mine, key=lambda r: (r["variant"] != "kd_real_data", r["seed"])):
-            ref = next((q["student_accuracy"] for q in mine
-                        if q["variant"] == "kd_real_data" and q["seed"] == r["seed"]), None)
+        for r in sorted(mine, key=lambda r: (r["variant"] not in REFERENCE_STEPS, r["seed"])):
+            # the reference is the real-data KD student of the same seed and the same student steps
+            ref = next((q["student_accuracy"] for q in mine if q["variant"] in REFERENCE_STEPS
+                        and q["seed"] == r["seed"] and _steps(q, settings) == _steps(r, settings)), None)
             h = r.get("health") or {}
-            share = None if ref is None or r["variant"] == "kd_real_data" else 100 * r["student_accuracy"] / ref
+            share = None if ref is None or r["variant"] in REFERENCE_STEPS else 100 * r["student_accuracy"] / ref
             rows.append(f"| {name} ({info['test_accuracy']:.2f}) | {r['variant']} | {r['seed']} "
                         f"| {r['student_accuracy']:.2f} | {_fmt(share)} | {_fmt(h.get('effective_classes'))} "
                         f"| {_fmt(h.get('top_class_fraction'), '.2f')} | {_fmt(h.get('mean_confidence'), '.2f')} "
                         f"| {_fmt(h.get('agreement'))} | {_warnings(r)} | {_fmt(r.get('sample_tv'), '.3f')} "
                         f"| {r['train_time_s']:.0f} |")
+    summary = ["| teacher | student | seeds | student acc. %, mean +- std | min |", "|---|---|---|---|---|"]
+    for name in teachers:
+        for variant in dict.fromkeys(r["variant"] for r in runs if r["teacher"] == name):
+            accs = [r["student_accuracy"] for r in runs if r["teacher"] == name and r["variant"] == variant]
+            spread = f" +- {statistics.stdev(accs):.2f}" if len(accs) > 1 else ""
+            summary.append(f"| {name} | {variant} | {len(accs)} | {statistics.mean(accs):.2f}{spread} "
+                           f"| {min(accs):.2f} |")
     teacher_rows = "\n".join(f"- `{n}`: `{i['arch']}` on {i['dataset']}, {i['test_accuracy']:.2f}% test accuracy, "
                              f"trained here in {i['train_time_s']:.0f} s" for n, i in teachers.items())
     md = (f"# Any teacher: teachers outside the zoo, data-free students and their health ({settings['mode']})\n\n"
@@ -287,12 +308,14 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
           f"Shared budget: `{json.dumps(settings['shared'])}`; variants: `{json.dumps(settings['variants'])}`. "
           f"`kd_real_data`: the same student, {settings['shared']['student_steps']} steps at batch "
           f"{settings['shared']['student_batch_size']} on real training images with the teacher's soft labels (T=4, "
-          "Adam one-cycle 2e-3). Health numbers (from 8 fresh batches of the final generator, no test data): "
+          f"Adam one-cycle 2e-3); `kd_real_data_long`: the same at {REFERENCE_STEPS['kd_real_data_long']} steps, the "
+          "reference of the rdskd_long* rows (% of KD-real compares runs of equal student steps). Health numbers (from 8 fresh batches of the final generator, no test data): "
           "effective classes = exp(entropy of the teacher's class histogram), top class = largest class share, "
           "teacher conf. = mean max-softmax, agreement = student-teacher top-1 agreement on those samples. Sample TV: "
           "the w_tv prior's measure (mean squared difference of neighbouring pixels, normalised inputs) on 512 samples "
           "of the final generator; on a kd_real_data row, on 2,000 real test images.\n\n"
-          + "\n".join(rows) + "\n")
+          + "\n".join(rows) + "\n\nPer teacher and variant, over the seeds run (std: sample std):\n\n"
+          + "\n".join(summary) + "\n")
     write_results(args.out_dir, args.name, {"settings": settings, "seeds": args.seeds, "teachers": teachers,
                                             "runs": runs, "wall_time_s": wall}, md)
 
@@ -301,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teachers", nargs="+", default=["gn_gap_cnn", "shufflenet_1ch", "small_cifar_cnn"],
                    choices=list(TEACHERS))
-    p.add_argument("--variants", nargs="+", default=["rdskd", "dfad"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["rdskd", "dfad"], choices=[*VARIANTS, "kd_real_data_long"],
+                   help="kd_real_data_long: the real-data KD reference at the rdskd_long* student steps")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--no-reference", action="store_true", help="skip the real-data KD reference")
     p.add_argument("--log-every", type=int, default=100)
@@ -313,11 +337,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.tiny:
         recipes = {"gn_gap_cnn": {**TEACHERS["gn_gap_cnn"], **TINY_TEACHER}}
-        shared, variants = TINY_SHARED, {v: TINY_VARIANTS.get(v, VARIANTS[v]) for v in args.variants}
+        shared, variants = TINY_SHARED, {v: TINY_VARIANTS.get(v, VARIANTS.get(v, {})) for v in args.variants}
         args.log_every = 5
     else:
         recipes, shared = {n: TEACHERS[n] for n in args.teachers}, SHARED
-        variants = {v: VARIANTS[v] for v in args.variants}
+        variants = {v: VARIANTS.get(v, {}) for v in args.variants}
     args.teacher_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / f"{args.name}.json"
     old = json.loads(path.read_text()) if args.resume and path.exists() else {}
@@ -327,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
                 "threads": torch.get_num_threads()}
     for r in runs:  # rows written before the sample-TV column: measured from what those runs left
         if "sample_tv" not in r and r["teacher"] in TEACHERS and not args.tiny:
-            r["sample_tv"] = (real_tv(TEACHERS[r["teacher"]]) if r["variant"] == "kd_real_data" else
+            r["sample_tv"] = (real_tv(TEACHERS[r["teacher"]]) if r["variant"] in REFERENCE_STEPS else
                               sample_tv(args.teacher_dir / f"{r['teacher']}_{r['variant']}_s{r['seed']}"))
     started = time.perf_counter()
     for name, recipe in recipes.items():
@@ -339,10 +363,10 @@ def main(argv: list[str] | None = None) -> None:
             for variant in todo:
                 if any(r["teacher"] == name and r["variant"] == variant and r["seed"] == seed for r in runs):
                     continue
-                if variant == "kd_real_data":
-                    steps, batch = shared["student_steps"], shared["student_batch_size"]
-                    row = kd_real_run(recipe, teacher_path, seed, steps, batch)
-                    print(f"{name} kd_real_data: student_acc={row['student_accuracy']:.2f}% "
+                if variant in REFERENCE_STEPS:
+                    steps = shared["student_steps"] if variant == "kd_real_data" else REFERENCE_STEPS[variant]
+                    row = kd_real_run(recipe, teacher_path, seed, steps, shared["student_batch_size"])
+                    print(f"{name} {variant}: student_acc={row['student_accuracy']:.2f}% "
                           f"train={row['train_time_s']:.0f}s", flush=True)
                 else:
                     row = distill_run(name, recipe, teacher_path, variant, variants[variant], shared, seed, args)
