@@ -85,6 +85,27 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     assert engine.samples.pool[0].shape[0] == 24  # the pool is the bank here (no extra pool batches asked for)
 
 
+def test_live_health_watches_the_samples_before_augmentation(digits_teacher):
+    """Live collapse warnings are about what the generator makes: a student step's windows and mixes are
+    relabelled for training, but live health sees the pool samples' own teacher outputs."""
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    cfg = DistillConfig(method="rdskd", generator_steps=2, student_steps=2, batch_size=8, memory_bank=16,
+                        student_batch_size=8, augment_window=0.3, augment_mixup=1.0, log_every=100,
+                        eval_teacher=False)
+    engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    for _ in range(2):
+        engine.step()
+    observed, trained = [], []
+    engine.live.observe = lambda out: observed.append(out.logits)
+    original = engine.method.student_loss
+    engine.method.student_loss = lambda x, out, student: (trained.append(out.logits), original(x, out, student))[1]
+    engine.step()
+    pool_logits = engine.samples.pool[1].logits
+    assert all(any(torch.equal(row, p) for p in pool_logits) for row in observed[0])  # as drawn from the pool
+    assert not torch.allclose(observed[0], trained[0])  # the student trained on the relabelled, augmented batch
+
+
 def test_several_generators_each_start_fresh_and_each_fill_a_slice_of_the_pool(digits_teacher):
     spec = get_spec("digits")
     teacher, _ = load_teacher(digits_teacher, spec)

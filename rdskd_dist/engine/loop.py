@@ -145,8 +145,10 @@ class Distiller:
         return x, teacher_out
 
     def student_step(self, x: torch.Tensor, teacher_out: Any) -> None:
-        x, teacher_out = self.samples.for_student(x, teacher_out)
+        # the samples as made (or drawn from the pool), before augmentation: windows and mixes of healthy samples
+        # can look collapsed to the teacher, and live health is about what the generator makes
         self.live.observe(teacher_out)
+        x, teacher_out = self.samples.for_student(x, teacher_out)
         self.student.train()
         with autocast(self.device, self.cfg.precision):
             terms = self.method.student_loss(x, teacher_out, self.student)
