@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
+from mnist_fast import CONFIGS  # noqa: E402
 
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec, load_split  # noqa: E402
@@ -74,6 +75,9 @@ SHARED = dict(batch_size=GEN_BATCH, student_steps=STUDENT_STEPS, student_batch_s
               memory_bank=25600, augment_shift=3, augment_mixup=1.0, precision="fp32", generator_width=0.5)
 # RDSKD at the shared budget: 200 generator steps, then a pool of 40 batches from the final generator
 _RDSKD = dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_schedule="onecycle")
+# bench/mnist_fast.py's rdskd_long_range (the zoo LeNet-5's best 10-minute setting: 98.21 +- 0.02 on AMD) for a
+# teacher outside the zoo, at the reference generator's full width: 800 generator and 16,000 student steps, bf16
+_LONG = {**CONFIGS["rdskd_long_range"], "generator_width": 1.0}
 VARIANTS = {
     "rdskd": dict(_RDSKD),
     "dfad": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle"),
@@ -97,26 +101,20 @@ VARIANTS = {
     "rdskd_bn_win3": dict(**_RDSKD, w_bn=1.0, augment_window=0.3),
     **{f"rdskd_bn_range10_win{round(10 * w)}": dict(**_RDSKD, w_bn=1.0, w_range=10.0, augment_window=w)
        for w in (0.3, 0.5)},
-    # bench/mnist_fast.py's rdskd_long_range (the zoo LeNet-5's best 10-minute setting: 98.21 +- 0.02 on AMD) for
-    # a teacher outside the zoo: full-width generator, bf16 + channels_last, 800 generator and 16,000 student steps
-    **{f"rdskd_long{suffix}": dict(method="rdskd", generator_steps=800, sample_pool=800, memory_bank=102400,
-                                   student_steps=16000, student_lr_schedule="onecycle", w_range=10.0,
-                                   generator_width=1.0, precision="bf16", channels_last=True, **extra)
+    **{f"rdskd_long{suffix}": dict(_LONG, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
                              ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)))},
     # twice the generator steps (the bank keeps all of them): does the teacher without BN keep gaining from stage 1?
-    "rdskd_long_g1600_win3": dict(method="rdskd", generator_steps=1600, sample_pool=800, memory_bank=204800,
-                                  student_steps=16000, student_lr_schedule="onecycle", w_range=10.0,
-                                  generator_width=1.0, precision="bf16", channels_last=True, augment_window=0.3),
+    "rdskd_long_g1600_win3": dict(_LONG, generator_steps=1600, memory_bank=204800, augment_window=0.3),
     # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,
     # no shift or mixup; with them the game breaks, docs/results/README.md, issue 15), alone and with the priors
     **{f"dfad_off{suffix}": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle",
                                  memory_bank=0, augment_shift=0, augment_mixup=0.0, **prior)
        for suffix, prior in (("", {}), ("_range10", dict(w_range=10.0)), ("_bn", dict(w_bn=1.0)))},
 }
-# The real-data KD references: the same student on the real training images, at the shared student steps or at the
-# rdskd_long* variants' 16,000
-REFERENCE_STEPS = {"kd_real_data": STUDENT_STEPS, "kd_real_data_long": 16000}
+# The real-data KD references: the same student on the real training images, at the shared student steps (None) or
+# at the rdskd_long* variants'
+REFERENCE_STEPS = {"kd_real_data": None, "kd_real_data_long": _LONG["student_steps"]}
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")
 TINY_SHARED = dict(batch_size=16, student_steps=10, student_batch_size=16, memory_bank=256, augment_shift=2,
@@ -364,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
                 if any(r["teacher"] == name and r["variant"] == variant and r["seed"] == seed for r in runs):
                     continue
                 if variant in REFERENCE_STEPS:
-                    steps = shared["student_steps"] if variant == "kd_real_data" else REFERENCE_STEPS[variant]
+                    steps = REFERENCE_STEPS[variant] or shared["student_steps"]
                     row = kd_real_run(recipe, teacher_path, seed, steps, shared["student_batch_size"])
                     print(f"{name} {variant}: student_acc={row['student_accuracy']:.2f}% "
                           f"train={row['train_time_s']:.0f}s", flush=True)

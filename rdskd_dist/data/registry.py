@@ -39,6 +39,11 @@ class DatasetSpec:
         """mean and std as float32 tensors of shape (1, C, 1, 1), to broadcast over image batches."""
         return tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (self.mean, self.std))
 
+    def pixel_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw pixels 0 (black) and 1 as the teacher sees them, (p - mean) / std, each of shape (1, C, 1, 1)."""
+        mean, std = self.normalization()
+        return -mean / std, (1 - mean) / std
+
     def with_input(self, image_size: int | None = None, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None) -> "DatasetSpec":
         """The dataset as a teacher of other inputs sees it (`--image-size`, `--teacher-mean`, `--teacher-std`).

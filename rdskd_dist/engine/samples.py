@@ -181,7 +181,8 @@ class SampleSource:
         self.keep_features = method.teacher_features_for_student
         self.bank = SampleStore(cfg.memory_bank, self.keep_features) if cfg.memory_bank else None
         self.pool: tuple[torch.Tensor, Any] | None = None
-        self.black: torch.Tensor | None = None  # augment_window's background, made on first use
+        # augment_window's background: a raw pixel of 0, as the teacher sees it
+        self.black = input_spec(cfg).pixel_bounds()[0].to(self.device) if cfg.augment_window else None
         self.pool_weights: torch.Tensor | None = None  # pool_balance: per-sample draw weights
         # pool slices of the generators already trained (generators > 1), kept in checkpoints
         self.snapshots: list[tuple[torch.Tensor, Any]] = []
@@ -268,9 +269,6 @@ class SampleSource:
                 or cfg.augment_window or cfg.augment_adversarial_steps):
             return x, teacher_out
         if cfg.augment_window:
-            if self.black is None:
-                mean, std = input_spec(cfg).normalization()
-                self.black = (-mean / std).to(self.device)  # a raw pixel of 0, as the teacher sees it
             x = random_window(x, cfg.augment_window, self.black, self.noise)
         if cfg.augment_rotate or cfg.augment_scale:
             x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise)

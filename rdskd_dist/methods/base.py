@@ -70,8 +70,7 @@ class Method:
             self.bn_stats = BNStatsLoss(layers)
         self.pixel_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
         if cfg.w_range > 0:  # raw pixels lie in [0, 1]; the teacher sees them as (p - mean) / std
-            mean, std = input_spec(cfg).normalization()
-            self.pixel_bounds = (-mean / std, (1 - mean) / std)
+            self.pixel_bounds = input_spec(cfg).pixel_bounds()
 
     def teacher_forward(self, x: torch.Tensor, for_generator: bool) -> Features:
         """The teacher's outputs on x; in a generator step this also records BN statistics."""
