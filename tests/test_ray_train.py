@@ -18,11 +18,11 @@ from pathlib import Path
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 import pytest
-import torch
 
 from rdskd_dist.adapters.ray_train import (
     CRASH_ENV,
     CRASH_MARKER,
+    ENGINE_FILE,
     ReportLog,
     ScaleConfig,
     dedupe_reports,
@@ -44,6 +44,10 @@ ITERATIONS = list(range(1, 11))
 
 def loss_terms(metrics: dict) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if "/" in k}
+
+
+def checkpoint_folders(run_dir: Path) -> list[str]:
+    return [p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()]
 
 
 def assert_same_losses(a: list[dict], b: list[dict], rel: float = 1e-5) -> None:
@@ -119,9 +123,21 @@ def test_two_cpu_workers_complete_with_outputs(two_workers):
         assert (run_dir / name).is_file() and (Path(result["checkpoint"]) / name).is_file()
     student = safe_torch_load(run_dir / "student.pt", "student")
     assert student["format"] == "rdskd-student/1" and student["arch"]["name"] == result["student_arch"]
-    engine = safe_torch_load(Path(result["checkpoint"]) / "engine.pt", "checkpoint")
-    assert engine["iteration"] == 10 and len(engine["ranks"]) == 2
-    assert not torch.equal(engine["ranks"][0]["rng"]["noise"], engine["ranks"][1]["rng"]["noise"])
+    # A finished run keeps one checkpoint, its outputs without the engine state (nothing left to resume).
+    assert checkpoint_folders(run_dir) == [Path(result["checkpoint"]).name]
+    assert not (Path(result["checkpoint"]) / ENGINE_FILE).exists()
+    assert (Path(result["checkpoint"]) / "generator.pt").is_file()
+
+
+def test_a_finished_run_started_again_reports_its_result_without_training(teacher, two_workers, tmp_path):
+    first, _, run_dir = two_workers
+    log = tmp_path / "again.jsonl"
+    scale = ScaleConfig(workers=2, cpus_per_worker=1, storage=str(run_dir.parent), run_name=run_dir.name)
+    again = train_on_ray(distill_config(teacher), scale, callbacks=[ReportLog(log)])
+    assert [r for r in read_report_log(log, dedupe=False) if "iteration" in r] == []  # no step trained
+    assert again["done"] == 1 and again["student_accuracy"] == first["student_accuracy"]
+    assert again["train_time_s"] == first["train_time_s"]
+    assert checkpoint_folders(run_dir) == [Path(again["checkpoint"]).name] and (Path(again["checkpoint"]) / "student.pt").is_file()
 
 
 def test_one_ray_worker_matches_the_in_process_engine(teacher, local_ray, tmp_path):

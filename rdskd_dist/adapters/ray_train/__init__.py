@@ -40,11 +40,11 @@ Importing this package imports ray; `--workers 0` runs never import it.
 from rdskd_dist.adapters.ray_train.callbacks import ProgressPrinter, ReportLog, dedupe_reports, read_report_log
 from rdskd_dist.adapters.ray_train.driver import (RayTrainRunError, build_trainer, default_run_name, resolve_storage,
                                                   result_from_metrics, train_on_ray)
-from rdskd_dist.adapters.ray_train.worker import (CRASH_ENV, CRASH_MARKER, ENGINE_FILE, HISTORY_FILE, OUTPUT_FILES,
-                                                  train_loop_per_worker)
+from rdskd_dist.adapters.ray_train.worker import (CRASH_ENV, CRASH_MARKER, ENGINE_FILE, FINAL_FILE, HISTORY_FILE,
+                                                  OUTPUT_FILES, train_loop_per_worker)
 from rdskd_dist.adapters.scale import ScaleConfig
 
 __all__ = ["ScaleConfig", "build_trainer", "train_on_ray", "train_loop_per_worker", "dedupe_reports",
            "read_report_log", "result_from_metrics", "resolve_storage", "default_run_name", "ReportLog",
-           "ProgressPrinter", "RayTrainRunError", "CRASH_ENV", "CRASH_MARKER", "ENGINE_FILE", "HISTORY_FILE",
-           "OUTPUT_FILES"]
+           "ProgressPrinter", "RayTrainRunError", "CRASH_ENV", "CRASH_MARKER", "ENGINE_FILE", "FINAL_FILE",
+           "HISTORY_FILE", "OUTPUT_FILES"]

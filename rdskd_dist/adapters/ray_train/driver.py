@@ -90,7 +90,9 @@ def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence
         run_config=RunConfig(
             name=run_name, storage_path=storage,
             failure_config=FailureConfig(max_failures=scale.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),  # the latest (resume point) and one before
+            # Ray deletes an older checkpoint only after a newer one is stored: one is always there to resume
+            # from, and a finished run keeps only its final (outputs-only) checkpoint
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
             callbacks=list(callbacks) or None,
             logging_config=LoggingConfig(log_level="WARNING"),  # no per-report INFO lines
         ),

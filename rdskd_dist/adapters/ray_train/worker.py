@@ -20,12 +20,18 @@ Checkpoints, resume and failures
 
 Outputs
     At the end every rank evaluates its shard of the test split (all-reduced by the engine),
-    rank 0 writes `student.pt`, `result.json`, `engine.pt` and `history.json` into the final
-    checkpoint and copies `student.pt` and `result.json` into the run folder
-    `<storage>/<run_name>/` (rdskd_dist/files.py: any pyarrow URI works), and every rank makes a last
-    `ray.train.report({**result, "done": 1}, checkpoint=...)`: `Result.metrics` of the fit holds
-    `student_accuracy`, `teacher_accuracy`, ... (Ray Train V2 keeps the metrics of reports that
-    carry a checkpoint).
+    rank 0 writes `student.pt`, `generator.pt`, `result.json`, `history.json` and the final metrics
+    (`final_metrics.json`) into the final checkpoint and copies `student.pt` and `result.json` into
+    the run folder `<storage>/<run_name>/` (rdskd_dist/files.py: any pyarrow URI works), and every
+    rank makes a last `ray.train.report({**result, "done": 1}, checkpoint=...)`: `Result.metrics` of
+    the fit holds `student_accuracy`, `teacher_accuracy`, ... (Ray Train V2 keeps the metrics of
+    reports that carry a checkpoint).
+
+    The final checkpoint carries no engine state: nothing is left to resume, and the engine state
+    (optimisers, memory bank, pool) is two orders of magnitude larger than the outputs. The driver
+    keeps one checkpoint (`num_to_keep=1`), so a finished run keeps its outputs only (a sweep of
+    hundreds of trials would otherwise keep a resume point per trial). Started again with the same
+    `run_name`, a finished run reports its final metrics again without building an engine.
 
 Fault injection for tests: `RDSKD_CRASH_AT_STEP=k` in the driver's environment makes rank 1
 (rank 0 with one worker) `os._exit(1)` at the first report at or after iteration k (before making
@@ -35,6 +41,7 @@ it), once per run: a marker file `.crash-injected` in the run folder keeps it fr
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +62,7 @@ from rdskd_dist.files import (atomic_write_json, join, open_filesystem, path_kin
 
 CRASH_ENV = "RDSKD_CRASH_AT_STEP"
 CRASH_MARKER = ".crash-injected"
-ENGINE_FILE, HISTORY_FILE = "engine.pt", "history.json"
+ENGINE_FILE, HISTORY_FILE, FINAL_FILE = "engine.pt", "history.json", "final_metrics.json"
 OUTPUT_FILES = ("student.pt", "result.json")
 ReportFn = Callable[[dict[str, float], Optional[dict[str, Any]]], None]
 
@@ -112,6 +119,25 @@ def _load_test_split(cfg: DistillConfig, rank: int, world_size: int):
     return load_split(cfg.dataset, "test", cfg.data_root, download=cfg.download)
 
 
+def _report_again_if_finished(checkpoint: Optional[Checkpoint], rank: int) -> bool:
+    """A run restarted after its final checkpoint: report the final metrics again, True; else False."""
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as folder:
+        final_path = Path(folder) / FINAL_FILE
+        if not final_path.is_file():
+            return False
+        final_metrics = read_json(final_path)
+        if rank != 0:
+            ray.train.report(final_metrics, checkpoint=None)
+            return True
+        with tempfile.TemporaryDirectory(prefix="rdskd-final-") as tmp:
+            # a copy: `folder` may be the stored checkpoint itself, which Ray deletes once this one is kept
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+            ray.train.report(final_metrics, checkpoint=Checkpoint.from_directory(tmp))
+    return True
+
+
 def _restore(engine: Distiller) -> list[dict[str, Any]]:
     """Load Ray's latest checkpoint of this run, if any; the reports made up to it."""
     checkpoint = ray.train.get_checkpoint()
@@ -166,6 +192,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     device = _worker_device(config["use_gpu"])
+    if _report_again_if_finished(ray.train.get_checkpoint(), rank):
+        return
 
     spec = get_spec(cfg.dataset)
     test_data = _load_test_split(cfg, rank, world_size)
@@ -190,17 +218,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                      "timing_train_done_at": trained_at, "timing_eval_done_at": time.time(),
                      # CPU seconds of this process while training (all its threads): / train wall = CPU share
                      "timing_train_cpu_s": train_cpu, "done": 1}
-    state = gather_rank_state(engine, engine.state_dict())
     if rank != 0:
         ray.train.report(final_metrics, checkpoint=None)
         return
     with tempfile.TemporaryDirectory(prefix="rdskd-final-") as tmp:
         folder = Path(tmp)
-        write_outputs(folder, engine, result, teacher_meta)  # student.pt + result.json
-        torch.save(state, folder / ENGINE_FILE)  # the same run name resumes to the end, not from scratch
+        write_outputs(folder, engine, result, teacher_meta)  # student.pt, generator.pt, result.json
         atomic_write_json(history, folder / HISTORY_FILE)
+        atomic_write_json(final_metrics, folder / FINAL_FILE)  # the same run name reports these again
         _put_files(folder, OUTPUT_FILES, config["storage"], config["run_name"])
         ray.train.report(final_metrics, checkpoint=Checkpoint.from_directory(tmp))
 
 
-__all__ = ["train_loop_per_worker", "CRASH_ENV", "CRASH_MARKER", "ENGINE_FILE", "HISTORY_FILE", "OUTPUT_FILES"]
+__all__ = ["train_loop_per_worker", "CRASH_ENV", "CRASH_MARKER", "ENGINE_FILE", "FINAL_FILE", "HISTORY_FILE",
+           "OUTPUT_FILES"]
