@@ -101,6 +101,10 @@ VARIANTS = {
     "rdskd_bn_win3": dict(**_RDSKD, w_bn=1.0, augment_window=0.3),
     **{f"rdskd_bn_range10_win{round(10 * w)}": dict(**_RDSKD, w_bn=1.0, w_range=10.0, augment_window=w)
        for w in (0.3, 0.5)},
+    # the generator's losses judge a shifted and scaled view of each sample (session 14), with and without the window
+    "rdskd_range10_gview": dict(**_RDSKD, w_range=10.0, generator_augment_shift=4, generator_augment_scale=0.2),
+    "rdskd_range10_win3_gview": dict(**_RDSKD, w_range=10.0, augment_window=0.3, generator_augment_shift=4,
+                                     generator_augment_scale=0.2),
     **{f"rdskd_long{suffix}": dict(_LONG, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
                              ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)))},

@@ -91,6 +91,12 @@ class DistillConfig(BaseModel):
                                                                 "disagree most; the teacher relabels it (0: off)")
     augment_adversarial_eps: PositiveFloat = Field(0.3, description="how far (max norm, in the samples' normalised "
                                                                     "units) those steps may move a sample in all")
+    generator_augment_shift: int = Field(0, ge=0, description="generator steps: the teacher (and the method's loss) "
+                                                              "judge each generated sample shifted by up to this "
+                                                              "many pixels, so class evidence must survive a shift "
+                                                              "(0: off)")
+    generator_augment_scale: NonNegativeFloat = Field(0.0, lt=1.0, description="generator steps: ... and scaled by a "
+                                                                               "factor in [1 - s, 1 + s] (0: off)")
     pool_balance: bool = Field(False, description="two-stage: draw pool samples evenly over the teacher's classes "
                                                   "instead of as the generator made them")
 

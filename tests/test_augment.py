@@ -206,3 +206,23 @@ def test_teacher_training_crops_are_windows_of_the_padded_image_and_flips_mirror
         flipped += all(f for *_, f in windows)
     assert 10 < flipped < 54  # about half are mirrored
     assert not torch.equal(out, x)  # some crops moved
+
+
+def test_generator_steps_judge_a_shifted_and_scaled_view_and_train_through_it(digits_teacher):
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    cfg = DistillConfig(method="rdskd", generator_steps=2, student_steps=1, batch_size=8, memory_bank=16,
+                        generator_augment_shift=3, generator_augment_scale=0.3, log_every=100, eval_teacher=False)
+    engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    made, judged = [], []
+    forward = engine.generator.forward
+    engine.generator.forward = lambda z: (made.append(forward(z)), made[-1])[1]
+    teacher_forward = engine.method.teacher_forward
+    engine.method.teacher_forward = lambda x, **kw: (judged.append(x), teacher_forward(x, **kw))[1]
+    before = [p.detach().clone() for p in engine.generator.parameters()]
+    engine.step()
+    assert made[0].shape == judged[0].shape and not torch.allclose(made[0], judged[0])  # the teacher saw a view
+    assert judged[0].requires_grad  # ... through which the generator trains
+    assert any(not torch.equal(a, b) for a, b in zip(before, engine.generator.parameters()))
+    bank_x, _ = engine.samples.bank.contents()
+    assert torch.equal(bank_x, judged[0].detach())  # the bank keeps the view, with the outputs the teacher gave it

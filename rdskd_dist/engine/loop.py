@@ -124,7 +124,8 @@ class Distiller:
         self.generator.train()
         self._set_student_trainable(False)  # the student is only a function of x here
         with autocast(self.device, cfg.precision):
-            x = self.generator(self.samples.latents())
+            # the losses, the bank and live health all take the view the teacher judged
+            x = self.samples.generator_view(self.generator(self.samples.latents()))
             self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=True)
             terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self.generator_local_step())

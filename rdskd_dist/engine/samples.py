@@ -196,6 +196,17 @@ class SampleSource:
         if self.bank is not None:
             self.bank.add(x, teacher_out)
 
+    def generator_view(self, x: torch.Tensor) -> torch.Tensor:
+        """What a generator step's losses judge: the generated batch, or a random shift / scale of it (both
+        differentiable, so the generator learns samples whose class evidence survives them; DeepInversion's
+        jitter and the crops of Fast-Datafree and CMI, applied to a generator's output)."""
+        cfg = self.cfg
+        if cfg.generator_augment_scale:
+            x = random_affine(x, 0.0, cfg.generator_augment_scale, self.noise)
+        if cfg.generator_augment_shift:
+            x = random_shift(x, cfg.generator_augment_shift, self.noise)
+        return x
+
     @torch.no_grad()
     def fresh(self, generator_train_mode: bool) -> tuple[torch.Tensor, Any]:
         generator = unwrap(self.generator).train(generator_train_mode)
