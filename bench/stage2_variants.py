@@ -48,6 +48,9 @@ VARIANTS: dict[str, dict] = {
     "pool1600": {"sample_pool": 1600},
     "s10000": {"student_steps": 10000},
     "s20000": {"student_steps": 20000},
+    # half of each student batch moved toward student-teacher disagreement (session 7: +0.54 at S8000, 1.7x a step)
+    "adv1": {"augment_adversarial_steps": 1},
+    "adv1_s10000": {"augment_adversarial_steps": 1, "student_steps": 10000},
 }
 
 
