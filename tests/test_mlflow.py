@@ -428,3 +428,24 @@ def test_logging_survives_a_server_restart(mlflow_server, server):
     thread.join(timeout=180)
     assert done.get("ok"), done
     assert [m.value for m in client.get_metric_history(run_id, "x")] == [1.0, 2.0]
+
+
+def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder(tmp_path, monkeypatch):
+    # MLflow's sqlite registry looks a `models:/<id>` source up through its global tracking URI, not the
+    # client's: a store named by --tracking-uri, away from the working folder, must still register.
+    from rdskd_dist.tracking.client import RetryingClient
+    from rdskd_dist.tracking.registry import register_version
+
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(key, raising=False)
+    for folder in ("elsewhere", "store"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    client = RetryingClient(f"sqlite:///{tmp_path}/store/mlflow.db", retry_for_s=0)
+    experiment = client.create_experiment("e", artifact_location=(tmp_path / "store" / "artifacts").as_uri())
+    run = client.create_run(experiment)
+    model = client.create_logged_model(experiment, name="student", source_run_id=run.info.run_id)
+    version = register_version(client, "a-student", source=f"models:/{model.model_id}", run_id=run.info.run_id,
+                               model_id=model.model_id, alias="champion")
+    assert client.get_model_version_by_alias("a-student", "champion").version == version.version
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()  # nothing created where the command ran

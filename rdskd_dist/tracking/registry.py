@@ -88,9 +88,12 @@ def register_version(client: RetryingClient, name: str, *, source: str, run_id: 
     """Create a version of `name` from `source` (all artifacts already logged), tag it, point `alias`
     at it. On any failure after the version exists, delete it and re-raise."""
     ensure_registered_model(client, name, model_description, model_tags or {})
-    version = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {},
-                                          description=description or None, model_id=model_id,
-                                          await_creation_for=300)
+    # MLflow's sqlite/SQL registry looks a `models:/<id>` source up through its global tracking URI, not this
+    # client's: point it at this store, or a store named by --tracking-uri away from the working folder fails
+    with use_tracking_uri(client.uri):
+        version = client.create_model_version(name, source=source, run_id=run_id, tags=tags or {},
+                                              description=description or None, model_id=model_id,
+                                              await_creation_for=300)
     try:
         if str(version.status) != "READY":  # create_model_version waited; look once more
             version = client.get_model_version(name, version.version)
