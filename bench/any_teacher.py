@@ -105,6 +105,7 @@ VARIANTS = {
     "rdskd_range10_gview": dict(**_RDSKD, w_range=10.0, generator_augment_shift=4, generator_augment_scale=0.2),
     "rdskd_range10_win3_gview": dict(**_RDSKD, w_range=10.0, augment_window=0.3, generator_augment_shift=4,
                                      generator_augment_scale=0.2),
+    "rdskd_bn_gview": dict(**_RDSKD, w_bn=1.0, generator_augment_shift=4, generator_augment_scale=0.2),
     **{f"rdskd_long{suffix}": dict(_LONG, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
                              ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)))},
