@@ -124,6 +124,9 @@ _POINT1 = dict(w_oh=6.872232324307156, w_ie=0.1900524976544105, w_ds=0.340204898
 CONFIGS["rdskd_fast_range_p1"] = {**CONFIGS["rdskd_fast_range"], **_POINT1}
 CONFIGS.update({f"{name}_baloh": {**CONFIGS[name], "onehot_targets": "balanced"}
                 for name in ("rdskd_fast_range", "rdskd_fast_range_p1")})
+# rdskd_long_range with the rest of the 10 minutes spent on stage 1 (its run takes about 7.5 minutes on the AMD
+# machine, a generator step about 0.19 s): 1,200 generator steps, the bank keeping all of them
+CONFIGS["rdskd_long_range_g1200"] = {**CONFIGS["rdskd_long_range"], "generator_steps": 1200, "memory_bank": 153600}
 # the best short-budget configuration so far (point 1's weights, balanced targets) at rdskd_long_range's budget
 CONFIGS["rdskd_long_range_p1_baloh"] = {**CONFIGS["rdskd_long_range"], **_POINT1, "onehot_targets": "balanced"}
 # ... with two generators from fresh initialisations (400 steps each) instead of one of 800: the seeds' spread
