@@ -138,9 +138,8 @@ def _report_again_if_finished(checkpoint: Optional[Checkpoint], rank: int) -> bo
     return True
 
 
-def _restore(engine: Distiller) -> list[dict[str, Any]]:
+def _restore(engine: Distiller, checkpoint: Optional[Checkpoint]) -> list[dict[str, Any]]:
     """Load Ray's latest checkpoint of this run, if any; the reports made up to it."""
-    checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return []
     with checkpoint.as_directory() as folder:
@@ -192,7 +191,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if config.get("threads"):
         torch.set_num_threads(config["threads"])
     device = _worker_device(config["use_gpu"])
-    if _report_again_if_finished(ray.train.get_checkpoint(), rank):
+    checkpoint = ray.train.get_checkpoint()  # fetched once: a finished run ends here, another resumes from it
+    if _report_again_if_finished(checkpoint, rank):
         return
 
     spec = get_spec(cfg.dataset)
@@ -202,7 +202,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                        wrap=_make_wrap(device, world_size, config.get("sync_batchnorm", False)))
     if rank == 0:
         note_teacher(teacher)
-    history = _restore(engine)
+    history = _restore(engine, checkpoint)
 
     setup_at, setup_cpu = time.time(), time.process_time()
     engine.run(_reporter(engine, history, config))
