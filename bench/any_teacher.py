@@ -108,7 +108,9 @@ VARIANTS = {
     "rdskd_bn_gview": dict(**_RDSKD, w_bn=1.0, generator_augment_shift=4, generator_augment_scale=0.2),
     **{f"rdskd_long{suffix}": dict(_LONG, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
-                             ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)))},
+                             ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)),
+                             # natural images: each student sample mirrored with probability 1/2 (session 15)
+                             ("_bn_flip", dict(w_bn=1.0, augment_flip=True)))},
     # twice the generator steps (the bank keeps all of them): does the teacher without BN keep gaining from stage 1?
     "rdskd_long_g1600_win3": dict(_LONG, generator_steps=1600, memory_bank=204800, augment_window=0.3),
     # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,

@@ -76,6 +76,8 @@ class DistillConfig(BaseModel):
                                                   "(0: off)")
     augment_shift: int = Field(0, ge=0, description="shift each student sample by up to this many pixels; the "
                                                     "teacher relabels the result (0: off)")
+    augment_flip: bool = Field(False, description="mirror each student sample left-right with probability 1/2 "
+                                                  "(natural images, not digits); the teacher relabels it")
     augment_rotate: NonNegativeFloat = Field(0.0, le=180.0, description="rotate each student sample by up to this "
                                                                         "many degrees; the teacher relabels it (0: off)")
     augment_scale: NonNegativeFloat = Field(0.0, lt=1.0, description="scale each student sample by a factor in "

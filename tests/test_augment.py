@@ -22,6 +22,15 @@ def test_random_shift_moves_each_sample_within_the_bound():
     assert len({(int(a), int(b)) for a, b in zip(ys, xs)}) > 5  # samples move independently
 
 
+def test_random_flip_mirrors_about_half_the_samples_and_nothing_else():
+    x = torch.arange(64.0).view(1, 1, 8, 8).repeat(200, 1, 1, 1)
+    out = random_shift(x, 0, torch.Generator().manual_seed(0), flip=True)
+    mirrored = torch.tensor([torch.equal(o, x[0].flip(-1)) for o in out])
+    assert all(torch.equal(o, x[0]) or m for o, m in zip(out, mirrored))  # each sample as it was, or mirrored
+    assert 70 < int(mirrored.sum()) < 130  # with probability 1/2 each
+    assert torch.equal(random_shift(x, 0, torch.Generator().manual_seed(0)), x)  # no shift, no flip: unchanged
+
+
 def test_random_affine_rotates_and_scales_about_the_centre():
     x = torch.zeros(32, 1, 16, 16)
     x[:, :, 6:10, 6:10] = 1.0  # a centred square
@@ -68,8 +77,8 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     spec = get_spec("digits")
     teacher, _ = load_teacher(digits_teacher, spec)
     cfg = DistillConfig(method="rdskd", generator_steps=3, student_steps=2, batch_size=8, memory_bank=100,
-                        student_batch_size=16, augment_shift=2, augment_mixup=1.0, augment_window=0.5, log_every=100,
-                        eval_teacher=False)
+                        student_batch_size=16, augment_shift=2, augment_flip=True, augment_mixup=1.0,
+                        augment_window=0.5, log_every=100, eval_teacher=False)
     engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
     for _ in range(3):
         engine.step()
@@ -81,7 +90,7 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     x, logits = seen[0]
     assert x.shape[0] == 16  # student batches come from the bank at their own size
     with torch.no_grad():
-        assert torch.allclose(logits, teacher(x), atol=1e-5)  # windowed, shifted and mixed samples are relabelled
+        assert torch.allclose(logits, teacher(x), atol=1e-5)  # windowed, shifted, mirrored, mixed: relabelled
     assert engine.samples.pool[0].shape[0] == 24  # the pool is the bank here (no extra pool batches asked for)
 
 

@@ -53,12 +53,14 @@ def windows_at(padded: torch.Tensor, size: tuple[int, int], dy: torch.Tensor, dx
     return padded[batch, chans, rows, cols[:, None, None, :]]
 
 
-def random_shift(x: torch.Tensor, max_shift: int, noise: torch.Generator | None) -> torch.Tensor:
-    """Each sample translated by up to `max_shift` pixels in each direction (zero padding)."""
+def random_shift(x: torch.Tensor, max_shift: int, noise: torch.Generator | None, flip: bool = False) -> torch.Tensor:
+    """Each sample translated by up to `max_shift` pixels in each direction (zero padding), and with `flip`
+    mirrored left-right with probability 1/2 (the same gather)."""
     n, _, h, w = x.shape
     dy = torch.randint(0, 2 * max_shift + 1, (n,), device=x.device, generator=noise)
     dx = torch.randint(0, 2 * max_shift + 1, (n,), device=x.device, generator=noise)
-    return windows_at(F.pad(x, (max_shift,) * 4), (h, w), dy, dx)
+    mirror = torch.rand(n, device=x.device, generator=noise) < 0.5 if flip else None
+    return windows_at(F.pad(x, (max_shift,) * 4), (h, w), dy, dx, mirror)
 
 
 def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: torch.Generator | None) -> torch.Tensor:
@@ -276,15 +278,15 @@ class SampleSource:
             x = torch.cat([x, rx.to(x.dtype)])
             teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
                                               else None for a, b in zip(teacher_out, rout)))
-        if not (cfg.augment_shift or cfg.augment_mixup or cfg.augment_rotate or cfg.augment_scale
-                or cfg.augment_window or cfg.augment_adversarial_steps):
+        if not (cfg.augment_shift or cfg.augment_flip or cfg.augment_mixup or cfg.augment_rotate
+                or cfg.augment_scale or cfg.augment_window or cfg.augment_adversarial_steps):
             return x, teacher_out
         if cfg.augment_window:
             x = random_window(x, cfg.augment_window, self.black, self.noise)
         if cfg.augment_rotate or cfg.augment_scale:
             x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise)
-        if cfg.augment_shift:
-            x = random_shift(x, cfg.augment_shift, self.noise)
+        if cfg.augment_shift or cfg.augment_flip:
+            x = random_shift(x, cfg.augment_shift, self.noise, flip=cfg.augment_flip)
         if cfg.augment_mixup:
             x = mix_pairs(x, cfg.augment_mixup, self.noise)[0]
         if cfg.augment_adversarial_steps:  # half the batch, so the student keeps seeing the samples themselves
