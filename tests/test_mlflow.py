@@ -430,7 +430,7 @@ def test_logging_survives_a_server_restart(mlflow_server, server):
     assert [m.value for m in client.get_metric_history(run_id, "x")] == [1.0, 2.0]
 
 
-def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder(tmp_path, monkeypatch):
+def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder_and_only_once(tmp_path, monkeypatch):
     # MLflow's sqlite registry looks a `models:/<id>` source up through its global tracking URI, not the
     # client's: a store named by --tracking-uri, away from the working folder, must still register.
     from rdskd_dist.tracking.client import RetryingClient
@@ -449,3 +449,12 @@ def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder
                                model_id=model.model_id, alias="champion")
     assert client.get_model_version_by_alias("a-student", "champion").version == version.version
     assert not (tmp_path / "elsewhere" / "mlflow.db").exists()  # nothing created where the command ran
+    # a resumed sweep registers the same champion again: no second version, the alias comes back to the first
+    other = client.create_logged_model(experiment, name="student", source_run_id=run.info.run_id)
+    second = register_version(client, "a-student", source=f"models:/{other.model_id}", run_id=run.info.run_id,
+                              model_id=other.model_id, alias="champion")
+    again = register_version(client, "a-student", source=f"models:/{model.model_id}", run_id=run.info.run_id,
+                             model_id=model.model_id, alias="champion")
+    assert second.version != version.version and again.version == version.version
+    assert client.get_model_version_by_alias("a-student", "champion").version == version.version
+    assert len(client.search_model_versions("name='a-student'")) == 2

@@ -86,8 +86,15 @@ def register_version(client: RetryingClient, name: str, *, source: str, run_id: 
                      description: str = "", alias: Optional[str] = None, model_description: str = "",
                      model_tags: Optional[dict[str, str]] = None):
     """Create a version of `name` from `source` (all artifacts already logged), tag it, point `alias`
-    at it. On any failure after the version exists, delete it and re-raise."""
+    at it. On any failure after the version exists, delete it and re-raise. A source that already has a
+    version is not registered twice: `alias` moves to that version (a resumed sweep whose champion has not
+    changed; versions found by search carry their source but not their model id)."""
     ensure_registered_model(client, name, model_description, model_tags or {})
+    existing = [v for v in _versions(client, name) if v.source == source]
+    if existing:
+        if alias:
+            client.set_registered_model_alias(name, alias, existing[0].version)
+        return existing[0]
     # MLflow's sqlite/SQL registry looks a `models:/<id>` source up through its global tracking URI, not this
     # client's: point it at this store, or a store named by --tracking-uri away from the working folder fails
     with use_tracking_uri(client.uri):
