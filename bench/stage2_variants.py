@@ -31,8 +31,8 @@ from rdskd_dist.files import atomic_torch_save, safe_torch_load  # noqa: E402
 
 # Options a variant may change: none of them is read before the student's first step.
 STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_steps", "student_lr_schedule",
-                "weight_decay", "student_optimizer", "momentum", "augment_shift", "augment_flip", "augment_mixup", "augment_rotate",
-                "augment_scale", "augment_adversarial_steps", "sample_pool", "pool_balance"}
+                "weight_decay", "student_optimizer", "momentum", "augment_shift", "augment_flip", "augment_mixup",
+                "augment_rotate", "augment_scale", "augment_adversarial_steps", "sample_pool", "pool_balance"}
 VARIANTS: dict[str, dict] = {
     "control": {},
     "t4": {"temperature": 4.0},
