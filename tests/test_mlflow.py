@@ -434,7 +434,7 @@ def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder
     # MLflow's sqlite registry looks a `models:/<id>` source up through its global tracking URI, not the
     # client's: a store named by --tracking-uri, away from the working folder, must still register.
     from rdskd_dist.tracking.client import RetryingClient
-    from rdskd_dist.tracking.registry import register_version
+    from rdskd_dist.tracking.registry import existing_version, register_version
 
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         monkeypatch.delenv(key, raising=False)
@@ -451,10 +451,12 @@ def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder
     assert not (tmp_path / "elsewhere" / "mlflow.db").exists()  # nothing created where the command ran
     # a resumed sweep registers the same champion again: no second version, the alias comes back to the first
     other = client.create_logged_model(experiment, name="student", source_run_id=run.info.run_id)
+    assert existing_version(client, "a-student", f"models:/{other.model_id}") is None  # the sweep says "registered"
     second = register_version(client, "a-student", source=f"models:/{other.model_id}", run_id=run.info.run_id,
                               model_id=other.model_id, alias="champion")
     again = register_version(client, "a-student", source=f"models:/{model.model_id}", run_id=run.info.run_id,
                              model_id=model.model_id, alias="champion")
     assert second.version != version.version and again.version == version.version
+    assert existing_version(client, "a-student", f"models:/{model.model_id}").version == version.version
     assert client.get_model_version_by_alias("a-student", "champion").version == version.version
     assert len(client.search_model_versions("name='a-student'")) == 2

@@ -81,6 +81,11 @@ def ensure_registered_model(client: RetryingClient, name: str, description: str,
             raise
 
 
+def existing_version(client: RetryingClient, name: str, source: str):
+    """The version of `name` registered from `source`, if any (None also when the model does not exist yet)."""
+    return next((v for v in _versions(client, name) if v.source == source), None)
+
+
 def register_version(client: RetryingClient, name: str, *, source: str, run_id: Optional[str],
                      model_id: Optional[str] = None, tags: Optional[dict[str, str]] = None,
                      description: str = "", alias: Optional[str] = None, model_description: str = "",
@@ -90,11 +95,11 @@ def register_version(client: RetryingClient, name: str, *, source: str, run_id: 
     version is not registered twice: `alias` moves to that version (a resumed sweep whose champion has not
     changed; versions found by search carry their source but not their model id)."""
     ensure_registered_model(client, name, model_description, model_tags or {})
-    existing = [v for v in _versions(client, name) if v.source == source]
-    if existing:
+    existing = existing_version(client, name, source)
+    if existing is not None:
         if alias:
-            client.set_registered_model_alias(name, alias, existing[0].version)
-        return existing[0]
+            client.set_registered_model_alias(name, alias, existing.version)
+        return existing
     # MLflow's sqlite/SQL registry looks a `models:/<id>` source up through its global tracking URI, not this
     # client's: point it at this store, or a store named by --tracking-uri away from the working folder fails
     with use_tracking_uri(client.uri):

@@ -27,7 +27,7 @@ from rdskd_dist.errors import one_line
 from rdskd_dist.redact import redact
 from rdskd_dist.tracking import names
 from rdskd_dist.tracking.client import RetryingClient
-from rdskd_dist.tracking.registry import register_version
+from rdskd_dist.tracking.registry import existing_version, register_version
 from rdskd_dist.tracking.runs import ensure_experiment, log_metrics, log_params, set_tags, standard_tags
 from rdskd_dist.tracking.uri import describe_uri, resolve_tracking_uri
 
@@ -214,6 +214,7 @@ class SweepTracker:
             names.TAG_DATASET: dataset, metric: repr(float(best[metric])), "objective": f"{mode} {metric}",
             names.TAG_GIT: tags.get(names.TAG_GIT, ""),
         }
+        reused = existing_version(self.client, name, f"models:/{model_id}") is not None
         version = register_version(
             self.client, name, source=f"models:/{model_id}", run_id=run.info.run_id, model_id=model_id,
             tags={k: v for k, v in lineage.items() if v != ""}, alias=names.CHAMPION,
@@ -225,7 +226,8 @@ class SweepTracker:
             model_tags={names.TAG_DATASET: dataset, names.TAG_STUDENT: student})
         set_tags(self.client, self.run_id, {"rdskd.champion": f"models:/{name}/{version.version}",
                                             "rdskd.champion_trial": best["key"]})
-        print(f"MLflow: registered {name} version {version.version} (alias champion) from trial {best['key']} "
+        done = "champion alias back on the already registered" if reused else "registered"
+        print(f"MLflow: {done} {name} version {version.version} (alias champion) from trial {best['key']} "
               f"({metric} {float(best[metric]):.2f})", flush=True)
         return version
 
