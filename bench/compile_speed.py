@@ -2,8 +2,8 @@
 
     python bench/compile_speed.py                      # MNIST shapes (32x32, LeNet-5 -> LeNet-5-half)
 
-Two engines with the same config, one with its generator and student wrapped in `torch.compile`. Their
-steps are timed in alternating blocks (`--rounds` x `--steps`), so drift of a shared machine hits both
+Two engines with the same config, one with its generator, student and teacher wrapped in `torch.compile`.
+Their steps are timed in alternating blocks (`--rounds` x `--steps`), so drift of a shared machine hits both
 alike; the compiled engine's first steps (compilation) are timed apart. Reported: seconds per generator
 step (RDSKD stage 1) and per student step (stage 2, pool + bank, augmentation on), the compile cost, and
 the number of steps after which compiling has paid for itself (never, if compiled steps are not faster).
@@ -42,6 +42,7 @@ def make_engine(args, compiled: bool, generator_steps: int) -> Distiller:
         engine.generator = torch.compile(engine.generator)
         engine.samples.generator = engine.generator
         engine.student = torch.compile(engine.student)
+        engine.method.teacher = torch.compile(engine.method.teacher)  # every step runs the teacher too
     return engine
 
 

@@ -32,7 +32,8 @@ from rdskd_dist.files import atomic_torch_save, safe_torch_load  # noqa: E402
 # Options a variant may change: none of them is read before the student's first step.
 STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_steps", "student_lr_schedule",
                 "weight_decay", "student_optimizer", "momentum", "augment_shift", "augment_flip", "augment_mixup",
-                "augment_rotate", "augment_scale", "augment_adversarial_steps", "sample_pool", "pool_balance"}
+                "augment_rotate", "augment_scale", "augment_adversarial_steps", "sample_pool", "pool_balance",
+                "student_ema"}
 VARIANTS: dict[str, dict] = {
     "control": {},
     "t4": {"temperature": 4.0},
@@ -51,6 +52,9 @@ VARIANTS: dict[str, dict] = {
     # half of each student batch moved toward student-teacher disagreement (session 7: +0.54 at S8000, 1.7x a step)
     "adv1": {"augment_adversarial_steps": 1},
     "adv1_s10000": {"augment_adversarial_steps": 1, "student_steps": 10000},
+    # the student's weights averaged (EMA) over about the last 1/(1 - decay) steps; the average is the student
+    "ema999": {"student_ema": 0.999},
+    "ema9995": {"student_ema": 0.9995},
 }
 
 

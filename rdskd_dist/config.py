@@ -115,6 +115,10 @@ class DistillConfig(BaseModel):
     student_lr_schedule: Literal["step", "onecycle", "cosine"] = Field(
         "step", description="student lr schedule: step (decay at lr_decay_at), onecycle or cosine")
     temperature: Optional[PositiveFloat] = Field(None, description="KD temperature (default: per method)")
+    student_ema: NonNegativeFloat = Field(0.0, lt=1.0, description="keep an exponential moving average of the "
+                                                                  "student's weights with this decay per student "
+                                                                  "step (e.g. 0.999); at the end of the budget the "
+                                                                  "average becomes the student (0: off)")
 
     # loss weights (None: the method's reference weights for the dataset)
     w_oh: Optional[NonNegativeFloat] = Field(None, description="weight of the one-hot (authenticity) term")

@@ -100,6 +100,35 @@ def test_outputs_written_and_student_rebuilds(digits_teacher, tmp_path):
     assert model.spec["name"] == "lenet5_half"
 
 
+def test_student_average_becomes_the_student_at_the_end_and_survives_a_restore(digits_teacher):
+    """--student-ema: an EMA of the student's weights over its steps, adopted at the end of the budget."""
+    from rdskd_dist.engine import Distiller, unwrap
+
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    decay = 0.5
+    cfg = DistillConfig(method="rdskd", generator_steps=2, student_steps=4, student_ema=decay, **TINY)
+    engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    raw = []
+    while engine.iteration < engine.total_iterations:
+        before = engine.s_step
+        engine.step()
+        if engine.s_step > before:
+            raw.append({k: v.clone() for k, v in unwrap(engine.student).state_dict().items()})
+    state = engine.state_dict()
+    engine.run()  # nothing left to train: adopts the average
+    expected = raw[0]
+    for weights in raw[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    adopted = unwrap(engine.student).state_dict()
+    assert len(raw) == 4 and all(torch.allclose(adopted[k], expected[k], atol=1e-6) for k in expected)
+    assert any(not torch.allclose(adopted[k], raw[-1][k]) for k in adopted)  # not just the last step's weights
+    restored = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    restored.load_state_dict(state)
+    restored.run()
+    assert all(torch.equal(unwrap(restored.student).state_dict()[k], adopted[k]) for k in adopted)
+
+
 def test_user_module_teacher(digits_teacher):
     teacher, _ = load_teacher(digits_teacher, get_spec("digits"))
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1024, 10))  # logits only

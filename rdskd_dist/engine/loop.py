@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec, load_probe
@@ -82,6 +83,9 @@ class Distiller:
             self.opt_s = torch.optim.Adam(s_params, lr=cfg.lr_student, weight_decay=cfg.weight_decay)
         self.sched_g = generator_schedule(self.opt_g, cfg, self.total_g_steps)
         self.sched_s = student_schedule(self.opt_s, cfg, self.total_s_steps)
+        # Polyak/EMA averaging smooths the last steps' noise out of the weights (the same on every rank under DDP)
+        self.student_average = (AveragedModel(unwrap(self.student), multi_avg_fn=get_ema_multi_avg_fn(cfg.student_ema),
+                                              use_buffers=True) if cfg.student_ema else None)
 
         self.clock = PhaseClock(device, cfg.time_phases)
         self.samples = SampleSource(cfg, self.method, self.generator, self.student, self.noise, self.clock,
@@ -162,6 +166,8 @@ class Distiller:
                     p.grad /= self.world_size
         self.opt_s.step()
         self.sched_s.step()
+        if self.student_average is not None:
+            self.student_average.update_parameters(unwrap(self.student))
         self.s_step += 1
         self.metrics.samples += x.shape[0]
         self.metrics.record("s", terms, self.iteration)
@@ -226,6 +232,20 @@ class Distiller:
                 if on_report is not None:
                     on_report(metrics, self.state_dict() if wants_checkpoint else None)
                 interval_start = time.perf_counter()  # exclude callback (checkpoint I/O) time
+        if self.iteration == self.total_iterations:
+            self.adopt_student_average()
+
+    def current_student(self) -> nn.Module:
+        """The student as it would be evaluated now: the weights' moving average once it has any."""
+        if self.student_average is not None and self.student_average.n_averaged > 0:
+            return self.student_average.module
+        return unwrap(self.student)
+
+    def adopt_student_average(self) -> None:
+        """At the end of the budget the average becomes the student that is evaluated, saved and registered
+        (idempotent: a run resumed after its last step adopts the same average again)."""
+        if self.student_average is not None and self.student_average.n_averaged > 0:
+            unwrap(self.student).load_state_dict(self.student_average.module.state_dict())
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -245,6 +265,7 @@ class Distiller:
             "method": self.method.state_dict(), "rng": rng,
             "samples": self.samples.state_dict(), "live_health": {"warned": self.live.warned},
             "pending": self.metrics.state_dict(),
+            **({"student_average": self.student_average.state_dict()} if self.student_average is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -256,6 +277,8 @@ class Distiller:
         self.train_time_s = state["train_time_s"]
         unwrap(self.generator).load_state_dict(state["generator"])
         unwrap(self.student).load_state_dict(state["student"])
+        if self.student_average is not None and "student_average" in state:  # turned on at a resume: starts fresh
+            self.student_average.load_state_dict(state["student_average"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_s.load_state_dict(state["opt_s"])
         self.sched_g.load_state_dict(state["sched_g"])

@@ -3,8 +3,9 @@
 DDP keeps the weights and optimiser states equal on every rank, but not what each rank draws and
 measures on its own: its RNGs (each rank draws its own latent noise), the method's state (e.g.
 RDSKD's penalty references follow the rank's own losses) and the BN running statistics of the
-generator and the student (DDP broadcasts rank 0's at each wrapped forward, then each rank updates
-them with its own batch; a frozen generator in eval mode uses each rank's own). Rank 0's checkpoint
+generator, the student and the student's weight average (DDP broadcasts rank 0's at each wrapped
+forward, then each rank updates them with its own batch; a frozen generator in eval mode uses each
+rank's own). Rank 0's checkpoint
 carries every rank's part, as `ranks[r]`, so a resumed run continues bit-identically on every rank.
 """
 
@@ -24,7 +25,8 @@ def _distributed(world_size: int) -> bool:
 
 
 def _own_modules(engine: Distiller) -> tuple[tuple[str, torch.nn.Module], ...]:
-    return ("generator", unwrap(engine.generator)), ("student", unwrap(engine.student))
+    average = (("student_average", engine.student_average.module),) if engine.student_average is not None else ()
+    return ("generator", unwrap(engine.generator)), ("student", unwrap(engine.student)), *average
 
 
 def gather_rank_state(engine: Distiller, state: dict[str, Any]) -> dict[str, Any]:
