@@ -47,6 +47,8 @@ VARIANTS: dict[str, dict] = {
     "b512": {"student_batch_size": 512, "student_steps": 8000},
     "wd1e-4": {"weight_decay": 1e-4},
     "pool1600": {"sample_pool": 1600},
+    "pool400": {"sample_pool": 400},
+    "pool0": {"sample_pool": 0},  # the memory bank (stage 1's trajectory) alone
     "s10000": {"student_steps": 10000},
     "s20000": {"student_steps": 20000},
     # half of each student batch moved toward student-teacher disagreement (session 7: +0.54 at S8000, 1.7x a step)

@@ -149,3 +149,26 @@ def test_stage2_variants_continue_a_shared_stage_1_exactly(tmp_path, digits_teac
     assert runs[0]["student_accuracy"] == expected
     assert runs[0]["stage1_time_s"] == runs[1]["stage1_time_s"] > 0  # one stage 1, cached
     assert list((tmp_path / "stage1").iterdir()) == [tmp_path / "stage1" / "tiny_s0.pt"]
+
+
+def test_seed_spread_pairs_points_across_sweeps(tmp_path):
+    """Two seeds' trial tables on the same points: per-point differences and the seed std from them."""
+    import pandas as pd
+
+    def table(seed, accs, path):
+        rows = [{"method": m, "point": p, "seed": seed, "status": "ok", "student_accuracy": a + (m == "dafl")}
+                for p, a in enumerate(accs) for m in ("rdskd", "dafl")]
+        pd.DataFrame(rows).to_parquet(path)
+        return str(path)
+
+    first = table(0, [97.0, 98.0, 96.0], tmp_path / "a.parquet")
+    second = table(1, [97.5, 97.0], tmp_path / "b.parquet")  # point 2 not run for seed 1: left out
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "seed_spread.py"), first, second, "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "seed_spread.json").read_text())
+    assert data["points"] == [0, 1] and data["accuracy"] == {"0": [97.0, 98.0], "1": [97.5, 97.0]}
+    assert abs(data["seed_std"] - 0.75) < 1e-9  # std(-0.5, +1.0) = 1.06, / sqrt(2)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "seed_spread.py"), first, "--out-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode != 0 and "need two seeds" in proc.stderr
