@@ -5,8 +5,8 @@ measures on its own: its RNGs (each rank draws its own latent noise), the method
 RDSKD's penalty references follow the rank's own losses) and the BN running statistics of the
 generator, the student and the student's weight average (DDP broadcasts rank 0's at each wrapped
 forward, then each rank updates them with its own batch; a frozen generator in eval mode uses each
-rank's own). Rank 0's checkpoint
-carries every rank's part, as `ranks[r]`, so a resumed run continues bit-identically on every rank.
+rank's own). Rank 0's checkpoint carries every rank's part, as `ranks[r]`, so a resumed run continues
+bit-identically on every rank.
 """
 
 from __future__ import annotations
