@@ -252,6 +252,25 @@ def test_best_student_is_registered_as_champion_with_lineage(sweep, server):
     assert tags["rdskd.trial_key"] == champion_run.info.run_name
     assert version.status == "READY" and version.source.startswith("models:/m-")
     assert parent.data.tags["rdskd.champion"] == f"models:/rdskd-digits-lenet5_half/{version.version}"
+    # the first sweep on the problem: its best is both the latest sweep's and the champion
+    assert client.get_model_version_by_alias("rdskd-digits-lenet5_half", "latest-sweep").version == version.version
+
+
+def test_the_champion_moves_only_to_a_better_student_on_the_same_objective():
+    from types import SimpleNamespace
+
+    from rdskd_dist.tracking.sweep import _better
+
+    def holder(**tags):
+        return SimpleNamespace(tags=tags)
+
+    champion = holder(student_accuracy="98.24", objective="max student_accuracy")
+    assert _better(champion, "student_accuracy", "max", 97.58)  # a later, smaller sweep's best: champion stays
+    assert not _better(champion, "student_accuracy", "max", 98.30)  # a better student takes the alias
+    assert not _better(holder(student_accuracy="98.24", objective="min student_accuracy"), "student_accuracy", "max",
+                       50.0)  # registered under another objective: not comparable, the new best takes it
+    assert not _better(holder(), "student_accuracy", "max", 1.0)  # no figure on the version
+    assert _better(holder(loss="0.1", objective="min loss"), "loss", "min", 0.2)
 
 
 def test_pt2_model_loads_back_and_predicts(sweep, server, tmp_path):
@@ -434,7 +453,7 @@ def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder
     # MLflow's sqlite registry looks a `models:/<id>` source up through its global tracking URI, not the
     # client's: a store named by --tracking-uri, away from the working folder, must still register.
     from rdskd_dist.tracking.client import RetryingClient
-    from rdskd_dist.tracking.registry import existing_version, register_version
+    from rdskd_dist.tracking.registry import alias_version, existing_version, register_version
 
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         monkeypatch.delenv(key, raising=False)
@@ -458,5 +477,7 @@ def test_a_logged_model_registers_in_a_sqlite_store_away_from_the_working_folder
                              model_id=model.model_id, alias="champion")
     assert second.version != version.version and again.version == version.version
     assert existing_version(client, "a-student", f"models:/{model.model_id}").version == version.version
+    assert alias_version(client, "a-student", "champion").version == version.version
+    assert alias_version(client, "a-student", "latest-sweep") is None and alias_version(client, "none", "x") is None
     assert client.get_model_version_by_alias("a-student", "champion").version == version.version
     assert len(client.search_model_versions("name='a-student'")) == 2

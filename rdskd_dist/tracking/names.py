@@ -42,7 +42,8 @@ MLFLOW_GIT = "mlflow.source.git.commit"
 MLFLOW_SOURCE_NAME = "mlflow.source.name"
 MLFLOW_SOURCE_TYPE = "mlflow.source.type"
 
-CHAMPION = "champion"
+CHAMPION = "champion"  # the best student of any sweep on the problem, by the sweeps' objective
+LATEST_SWEEP = "latest-sweep"  # the best student of the latest sweep
 TEACHER_ALIAS = "current"
 TRAIN_EXPERIMENT = "rdskd-train"
 TEACHER_EXPERIMENT = "rdskd-teachers"

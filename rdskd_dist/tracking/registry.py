@@ -86,6 +86,18 @@ def existing_version(client: RetryingClient, name: str, source: str):
     return next((v for v in _versions(client, name) if v.source == source), None)
 
 
+def alias_version(client: RetryingClient, name: str, alias: str):
+    """The version `alias` points at, or None (no such model or alias)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
 def register_version(client: RetryingClient, name: str, *, source: str, run_id: Optional[str],
                      model_id: Optional[str] = None, tags: Optional[dict[str, str]] = None,
                      description: str = "", alias: Optional[str] = None, model_description: str = "",

@@ -27,7 +27,7 @@ from rdskd_dist.errors import one_line
 from rdskd_dist.redact import redact
 from rdskd_dist.tracking import names
 from rdskd_dist.tracking.client import RetryingClient
-from rdskd_dist.tracking.registry import existing_version, register_version
+from rdskd_dist.tracking.registry import alias_version, existing_version, register_version
 from rdskd_dist.tracking.runs import ensure_experiment, log_metrics, log_params, set_tags, standard_tags
 from rdskd_dist.tracking.uri import describe_uri, resolve_tracking_uri
 
@@ -214,22 +214,42 @@ class SweepTracker:
             names.TAG_DATASET: dataset, metric: repr(float(best[metric])), "objective": f"{mode} {metric}",
             names.TAG_GIT: tags.get(names.TAG_GIT, ""),
         }
-        reused = existing_version(self.client, name, f"models:/{model_id}") is not None
+        source = f"models:/{model_id}"
+        reused = existing_version(self.client, name, source) is not None
+        holder = alias_version(self.client, name, names.CHAMPION)
+        keeps = holder is not None and holder.source != source and _better(holder, metric, mode, float(best[metric]))
         version = register_version(
-            self.client, name, source=f"models:/{model_id}", run_id=run.info.run_id, model_id=model_id,
-            tags={k: v for k, v in lineage.items() if v != ""}, alias=names.CHAMPION,
+            self.client, name, source=source, run_id=run.info.run_id, model_id=model_id,
+            tags={k: v for k, v in lineage.items() if v != ""}, alias=names.LATEST_SWEEP,
             description=(f"Best trial of sweep {self.sweep} by {mode} {metric}: {best['key']} "
                          f"({metric} {float(best[metric]):.2f})."),
             model_description=(f"Data-free distilled {student} students for {dataset}. Alias `champion`: the best "
-                               "student of the latest sweep. Pull with: python -m rdskd_dist.pull "
-                               f"models:/{name}@champion --evaluate"),
+                               "student of all sweeps by their objective; `latest-sweep`: the latest sweep's best. "
+                               f"Pull with: python -m rdskd_dist.pull models:/{name}@champion --evaluate"),
             model_tags={names.TAG_DATASET: dataset, names.TAG_STUDENT: student})
+        if not keeps:
+            self.client.set_registered_model_alias(name, names.CHAMPION, version.version)
         set_tags(self.client, self.run_id, {"rdskd.champion": f"models:/{name}/{version.version}",
                                             "rdskd.champion_trial": best["key"]})
-        done = "champion alias back on the already registered" if reused else "registered"
-        print(f"MLflow: {done} {name} version {version.version} (alias champion) from trial {best['key']} "
-              f"({metric} {float(best[metric]):.2f})", flush=True)
+        done = "alias latest-sweep back on the already registered" if reused else "registered"
+        held = (f"; champion stays version {holder.version} ({metric} {holder.tags[metric]})" if keeps
+                else ", champion")
+        print(f"MLflow: {done} {name} version {version.version} (alias latest-sweep{held}) from trial "
+              f"{best['key']} ({metric} {float(best[metric]):.2f})", flush=True)
         return version
+
+
+def _better(holder, metric: str, mode: str, value: float) -> bool:
+    """Whether the version holding the champion alias beats `value` on the same objective (a version
+    registered under another objective, or without the figure, does not: the new best takes the alias)."""
+    tags = getattr(holder, "tags", None) or {}
+    try:
+        held = float(tags[metric])
+    except (KeyError, ValueError):
+        return False
+    if tags.get("objective") != f"{mode} {metric}" or not math.isfinite(held):
+        return False
+    return held > value if mode == "max" else held < value
 
 
 def _default_student(dataset: str) -> str:
