@@ -169,6 +169,7 @@ def test_seed_spread_pairs_points_across_sweeps(tmp_path):
     data = json.loads((tmp_path / "seed_spread.json").read_text())
     assert data["points"] == [0, 1] and data["accuracy"] == {"0": [97.0, 98.0], "1": [97.5, 97.0]}
     assert abs(data["seed_std"] - 0.75) < 1e-9  # std(-0.5, +1.0) = 1.06, / sqrt(2)
+    assert data["seed_mean_min"] == 97.25 and abs(data["seed_mean_std_over_points"] - 0.1767766952966369) < 1e-9
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "seed_spread.py"), first, "--out-dir",
                            str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode != 0 and "need two seeds" in proc.stderr
