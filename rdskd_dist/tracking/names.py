@@ -163,6 +163,13 @@ def student_model_name(dataset: str, arch: str) -> str:
     return f"rdskd-{_slug(dataset)}-{_slug(arch)}"
 
 
+def student_model_description(dataset: str, arch: str) -> str:
+    """The registered student model's description, whoever creates it first (a sweep or a train run)."""
+    return (f"Data-free distilled {arch} students for {dataset}. Alias `{CHAMPION}`: the best student of all sweeps "
+            f"by their objective; `{LATEST_SWEEP}`: the latest sweep's best. Pull with: python -m rdskd_dist.pull "
+            f"models:/{student_model_name(dataset, arch)}@{CHAMPION} --evaluate")
+
+
 def teacher_model_name(dataset: str, arch: str) -> str:
     return f"rdskd-teacher-{_slug(dataset)}-{_slug(arch)}"
 

@@ -223,9 +223,7 @@ class SweepTracker:
             tags={k: v for k, v in lineage.items() if v != ""}, alias=names.LATEST_SWEEP,
             description=(f"Best trial of sweep {self.sweep} by {mode} {metric}: {best['key']} "
                          f"({metric} {float(best[metric]):.2f})."),
-            model_description=(f"Data-free distilled {student} students for {dataset}. Alias `champion`: the best "
-                               "student of all sweeps by their objective; `latest-sweep`: the latest sweep's best. "
-                               f"Pull with: python -m rdskd_dist.pull models:/{name}@champion --evaluate"),
+            model_description=names.student_model_description(dataset, student),
             model_tags={names.TAG_DATASET: dataset, names.TAG_STUDENT: student})
         if not keeps:
             self.client.set_registered_model_alias(name, names.CHAMPION, version.version)

@@ -84,8 +84,7 @@ def log_train_run(cfg, result, output_dir: Optional[str | os.PathLike], metrics_
                 client, model_name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id,
                 tags={k: str(v) for k, v in lineage.items() if v is not None},
                 description=f"Train run {name}: {config['method']}, student accuracy {res['student_accuracy']:.2f}%.",
-                model_description=(f"Data-free distilled {config['student']} students for {config['dataset']}. "
-                                   "Alias `champion`: the best student of the latest sweep."),
+                model_description=names.student_model_description(config["dataset"], config["student"]),
                 model_tags={names.TAG_DATASET: config["dataset"], names.TAG_STUDENT: config["student"]})
             info["model_version"] = version.version
             info["model_uri"] = f"models:/{model_name}/{version.version}"
