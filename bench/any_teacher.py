@@ -106,11 +106,18 @@ VARIANTS = {
     "rdskd_range10_win3_gview": dict(**_RDSKD, w_range=10.0, augment_window=0.3, generator_augment_shift=4,
                                      generator_augment_scale=0.2),
     "rdskd_bn_gview": dict(**_RDSKD, w_bn=1.0, generator_augment_shift=4, generator_augment_scale=0.2),
+    # the student's KD temperature (RDSKD's reference: 10, where KD is close to matching every logit) and mixup
+    # off, on top of the window (session 17)
+    **{f"rdskd_range10_win3_t{t}": dict(**_RDSKD, w_range=10.0, augment_window=0.3, temperature=float(t))
+       for t in (1, 4)},
+    "rdskd_range10_win3_nomix": dict(**_RDSKD, w_range=10.0, augment_window=0.3, augment_mixup=0.0),
     **{f"rdskd_long{suffix}": dict(_LONG, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
                              ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)),
                              # natural images: each student sample mirrored with probability 1/2 (session 15)
-                             ("_bn_flip", dict(w_bn=1.0, augment_flip=True)))},
+                             ("_bn_flip", dict(w_bn=1.0, augment_flip=True)),
+                             # mixup off (session 17: +2.80 on 3 paired seeds at the short budget, GAP teacher)
+                             ("_win3_nomix", dict(augment_window=0.3, augment_mixup=0.0)))},
     # twice the generator steps (the bank keeps all of them): does the teacher without BN keep gaining from stage 1?
     "rdskd_long_g1600_win3": dict(_LONG, generator_steps=1600, memory_bank=204800, augment_window=0.3),
     # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,

@@ -173,3 +173,31 @@ def test_seed_spread_pairs_points_across_sweeps(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "seed_spread.py"), first, "--out-dir",
                            str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode != 0 and "need two seeds" in proc.stderr
+
+
+def test_seed_spread_pairs_two_sweeps_of_one_design_by_point_and_seed(tmp_path):
+    """Two settings (sweep folders) of the same points: per-pair differences, each one's spread, the correlation."""
+    import pandas as pd
+
+    def table(folder, accs):
+        path = tmp_path / folder / "results.parquet"
+        path.parent.mkdir()
+        rows = [{"method": "rdskd", "point": p, "seed": 0, "status": "ok" if a else "error", "student_accuracy": a}
+                for p, a in enumerate(accs)]
+        pd.DataFrame(rows).to_parquet(path)
+        return str(path)
+
+    fast = table("fast", [96.0, 97.0, 98.0, 97.0])
+    long = table("long", [97.0, 98.5, 98.5, None])  # point 3 failed in the long sweep: left out
+    script = str(ROOT / "bench" / "seed_spread.py")
+    proc = subprocess.run([sys.executable, script, fast, long, "--pair", "sweeps", "--out-dir", str(tmp_path),
+                           "--name", "budgets"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "budgets.json").read_text())
+    assert data["sweeps"] == ["fast", "long"] and data["pairs"] == [[0, 0], [1, 0], [2, 0]]
+    assert abs(data["difference_mean"] - 1.0) < 1e-9  # +1.0, +1.5, +0.5
+    assert data["stats"]["long"]["min"] == 97.0 and abs(data["stats"]["fast"]["std"] - 1.0) < 1e-9
+    assert abs(data["correlation"] - 0.8660254037844387) < 1e-9
+    proc = subprocess.run([sys.executable, script, fast, fast, "--pair", "sweeps", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode != 0 and "two differently named sweep folders" in proc.stderr
