@@ -117,7 +117,11 @@ VARIANTS = {
                              # natural images: each student sample mirrored with probability 1/2 (session 15)
                              ("_bn_flip", dict(w_bn=1.0, augment_flip=True)),
                              # mixup off (session 17: +2.80 on 3 paired seeds at the short budget, GAP teacher)
-                             ("_win3_nomix", dict(augment_window=0.3, augment_mixup=0.0)))},
+                             ("_win3_nomix", dict(augment_window=0.3, augment_mixup=0.0)),
+                             # stage 2 keeps training the generator, one step every 20 student steps, rewarded for
+                             # samples the student gets wrong (adv) or not (refresh, the control); session 17
+                             ("_win3_adv20", dict(augment_window=0.3, adversarial_every=20, w_adv=1.0)),
+                             ("_win3_refresh20", dict(augment_window=0.3, adversarial_every=20)))},
     # twice the generator steps (the bank keeps all of them): does the teacher without BN keep gaining from stage 1?
     "rdskd_long_g1600_win3": dict(_LONG, generator_steps=1600, memory_bank=204800, augment_window=0.3),
     # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,

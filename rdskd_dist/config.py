@@ -129,6 +129,15 @@ class DistillConfig(BaseModel):
         "argmax", description="targets of the one-hot (authenticity) term of RDSKD and DAFL: the teacher's argmax "
                               "(the methods' own), or balanced: the batch split evenly over the classes, each sample "
                               "to the class the teacher ranks it highest for under that constraint (Sinkhorn)")
+    w_adv: NonNegativeFloat = Field(0.0, description="weight of an adversarial term in generator steps taken once "
+                                    "the student has trained (joint and adversarial schedules, and two-stage with "
+                                    "adversarial_every): the generator is rewarded for samples where the student's "
+                                    "KD divergence from the teacher is high, counted only where both pick the same "
+                                    "class (CMI, Fast-Datafree), so samples move toward the student's weaknesses "
+                                    "without leaving the teacher's classes")
+    adversarial_every: int = Field(0, ge=0, description="two-stage: in the second stage, one more generator step "
+                                   "every this many student steps (its loss includes w_adv's term); its batch joins "
+                                   "the samples the student draws from, so they follow the student as it learns")
     w_bn: NonNegativeFloat = Field(0.0, description="weight of the BN-statistics term (teachers with BN)")
     w_tv: NonNegativeFloat = Field(0.0, description="weight of a total-variation smoothness prior on the generated "
                                                    "images (any teacher, every method; 0: off)")
@@ -233,6 +242,11 @@ class DistillConfig(BaseModel):
             if self.generator_steps < self.generators or self.sample_pool < self.generators:
                 raise ValueError(f"generators ({self.generators}) needs at least as many generator_steps "
                                  f"({self.generator_steps}) and sample_pool batches ({self.sample_pool})")
+        if self.adversarial_every:
+            if self.schedule not in (None, "two_stage"):
+                raise ValueError(f"adversarial_every needs the two_stage schedule, not {self.schedule!r}")
+            if not (self.sample_pool or self.memory_bank):
+                raise ValueError("adversarial_every needs a sample_pool or a memory_bank for the second stage")
         for name in ("lr_decay_at", "generator_lr_decay_at"):
             if any(not 0.0 < f < 1.0 for f in getattr(self, name) or []):
                 raise ValueError(f"{name} holds fractions strictly between 0 and 1")

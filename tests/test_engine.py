@@ -36,6 +36,31 @@ def test_adversarial_budget_must_divide():
                        get_spec("digits"))
 
 
+def test_second_stage_generator_steps_chase_the_student_and_feed_its_batches(digits_teacher):
+    """adversarial_every: one more generator step every N student steps of stage 2, rewarded (w_adv) for samples
+    the student gets wrong where it agrees with the teacher's class; its batches join what the student draws."""
+    from rdskd_dist.engine import Distiller
+
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    cfg = DistillConfig(method="rdskd", generator_steps=3, student_steps=8, sample_pool=2, memory_bank=64,
+                        adversarial_every=2, w_adv=1.0, **TINY)
+    assert schedule_steps(resolve_config(cfg, spec)) == (11, 7, 8)
+    engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+    reports = []
+    engine.run(on_report=lambda m, c: reports.append(m))
+    assert (reports[-1]["g_step"], reports[-1]["s_step"]) == (7, 8)
+    assert len(engine.samples.adversarial) == 4 * 32 and len(engine.samples.bank) == 64  # the bank stays stage 1's
+    assert "g/disagree" not in reports[1] and reports[-1]["g/disagree"] > 0  # stage 1: no student to chase yet
+    drawn = engine.samples.pooled()[0]  # 4 x 32 stage-2 samples against 2 x 32 + 64 in the pool: half a batch
+    assert drawn.shape[0] == 32 and (drawn[:, None] == engine.samples.adversarial.contents()[0][None]).flatten(2) \
+        .all(2).any(1).sum() == 16
+    with pytest.raises(UserError, match="two_stage"):  # DAFL trains jointly: no second stage to do it in
+        resolve_config(DistillConfig(method="dafl", memory_bank=64, adversarial_every=2, **TINY), spec)
+    with pytest.raises(ValueError, match="sample_pool or a memory_bank"):
+        DistillConfig(method="rdskd", adversarial_every=2, **TINY)
+
+
 def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):
     """Run a distillation, optionally stopping after `stop_after` reports (a simulated crash)."""
     cfg = DistillConfig(teacher=str(teacher_path), method=method, generator_steps=4, student_steps=6,
@@ -62,6 +87,7 @@ def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):
                "student_lr_schedule": "onecycle", "student_batch_size": 12}),
     ("dfad_ar_vi", {"memory_bank": 20, "augment_shift": 1}),
     ("rdskd", {"generators": 2, "sample_pool": 2, "memory_bank": 40, "augment_rotate": 10.0, "augment_scale": 0.1}),
+    ("rdskd", {"sample_pool": 2, "memory_bank": 40, "adversarial_every": 2, "w_adv": 1.0}),  # stage 2's store
 ])
 def test_save_restore_continue_is_bit_identical(digits_teacher, tmp_path, method, extra):
     straight, result = _losses(digits_teacher, method, **extra)

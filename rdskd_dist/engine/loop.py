@@ -28,6 +28,7 @@ from rdskd_dist.engine.result import DistillResult  # noqa: F401  (part of the l
 from rdskd_dist.engine.resolve import resolve_config
 from rdskd_dist.errors import UserError
 from rdskd_dist.methods import Method, Terms, get_method_class
+from rdskd_dist.methods.losses import agreeing_divergence
 from rdskd_dist.models import LogitsOnly, create_model
 
 ENGINE_FORMAT = "rdskd-engine/1"
@@ -123,7 +124,8 @@ class Distiller:
         for p in unwrap(self.student).parameters():
             p.requires_grad_(trainable)
 
-    def generator_step(self) -> tuple[torch.Tensor, Any]:
+    def generator_step(self, keep: bool = True) -> tuple[torch.Tensor, Any]:
+        """One generator step; its batch (the teacher's outputs on it) goes into the memory bank if `keep`."""
         cfg = self.cfg
         self.generator.train()
         self._set_student_trainable(False)  # the student is only a function of x here
@@ -133,6 +135,10 @@ class Distiller:
             self.clock.charge("generator")
             teacher_out = self.method.teacher_forward(x, for_generator=True)
             terms = self.method.generator_loss(x, teacher_out, unwrap(self.student), self.generator_local_step())
+            if cfg.w_adv and self.s_step:  # an untrained student has no weaknesses to look for
+                terms["disagree"] = agreeing_divergence(unwrap(self.student)(x), teacher_out.logits,
+                                                        cfg.temperature or 1.0)
+                terms["total"] = terms["total"] - cfg.w_adv * terms["disagree"]
         self.clock.charge("teacher")
         self.opt_g.zero_grad(set_to_none=True)
         self.clock.charge_on_gradient(x, "teacher")  # the backward pass down to the samples
@@ -146,7 +152,8 @@ class Distiller:
         self.metrics.record("g", terms, self.iteration)
         self.live.observe(teacher_out)
         x, teacher_out = x.detach(), type(teacher_out)(*(t.detach() if t is not None else None for t in teacher_out))
-        self.samples.keep(x, teacher_out)
+        if keep:
+            self.samples.keep(x, teacher_out)
         return x, teacher_out
 
     def student_step(self, x: torch.Tensor, teacher_out: Any) -> None:
@@ -184,6 +191,9 @@ class Distiller:
                 self.generator_step()
             elif cfg.sample_pool or cfg.memory_bank:
                 self.student_step(*self.samples.pooled())
+                if cfg.adversarial_every and self.s_step % cfg.adversarial_every == 0:
+                    # not into the bank: the pool was built from it at the end of stage 1
+                    self.samples.keep_adversarial(*self.generator_step(keep=False))
             else:
                 self.student_step(*self.samples.fresh(generator_train_mode=False))
         elif cfg.schedule == "joint":

@@ -188,6 +188,9 @@ class SampleSource:
         self.pool_weights: torch.Tensor | None = None  # pool_balance: per-sample draw weights
         # pool slices of the generators already trained (generators > 1), kept in checkpoints
         self.snapshots: list[tuple[torch.Tensor, Any]] = []
+        # adversarial_every: the second stage's generator batches, all kept, drawn from with the pool
+        self.adversarial = (SampleStore(cfg.student_steps // cfg.adversarial_every * cfg.batch_size, self.keep_features)
+                            if cfg.adversarial_every and cfg.student_steps >= cfg.adversarial_every else None)
 
     def latents(self, noise: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(self.cfg.batch_size, self.cfg.latent_dim, device=self.device,
@@ -262,11 +265,22 @@ class SampleSource:
                 labels = self.pool[1].logits.argmax(1)
                 self.pool_weights = 1.0 / torch.bincount(labels)[labels].float()
         x, out = self.pool
+        extra = len(self.adversarial) if self.adversarial is not None else 0
+        # the second stage's batches count as samples like the pool's: their share of a batch is their share of all
+        from_pool = self.student_batch_size - round(self.student_batch_size * extra / (x.shape[0] + extra))
         if self.pool_weights is not None:
-            idx = torch.multinomial(self.pool_weights, self.student_batch_size, replacement=True, generator=self.noise)
+            idx = torch.multinomial(self.pool_weights, from_pool, replacement=True, generator=self.noise)
         else:
-            idx = torch.randint(0, x.shape[0], (self.student_batch_size,), device=self.device, generator=self.noise)
-        return x[idx], _index(out, idx)
+            idx = torch.randint(0, x.shape[0], (from_pool,), device=self.device, generator=self.noise)
+        x, out = x[idx], _index(out, idx)
+        if from_pool < self.student_batch_size:
+            ax, aout = self.adversarial.sample(self.student_batch_size - from_pool, self.noise)
+            x, out = torch.cat([x, ax.to(x.dtype)]), _cat([out, type(out)(*(a.to(b.dtype) if a is not None else None
+                                                                           for a, b in zip(aout, out)))])
+        return x, out
+
+    def keep_adversarial(self, x: torch.Tensor, teacher_out: Any) -> None:
+        self.adversarial.add(x, self._student_view(teacher_out))
 
     @torch.no_grad()
     def for_student(self, x: torch.Tensor, teacher_out: Any) -> tuple[torch.Tensor, Any]:
@@ -302,11 +316,15 @@ class SampleSource:
         return x, teacher_out
 
     def state_dict(self) -> dict[str, Any]:
-        earlier = self.snapshots[:self.cfg.generators - 1]  # the last slice is redrawn from the final generator
+        # the last slice is redrawn from the final generator, unless stage 2 has trained it further since
+        earlier = self.snapshots if self.adversarial is not None else self.snapshots[:self.cfg.generators - 1]
         return {"bank": self.bank.state_dict() if self.bank is not None else None,
-                "snapshots": [{"x": x, "out": list(out)} for x, out in earlier]}
+                "snapshots": [{"x": x, "out": list(out)} for x, out in earlier],
+                "adversarial": self.adversarial.state_dict() if self.adversarial is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.bank is not None and state.get("bank") is not None:
             self.bank.load_state_dict(state["bank"])
         self.snapshots = [(s["x"], Features(*s["out"])) for s in state.get("snapshots", [])]
+        if self.adversarial is not None and state.get("adversarial") is not None:
+            self.adversarial.load_state_dict(state["adversarial"])

@@ -13,8 +13,11 @@ from rdskd_dist.errors import UserError
 
 def schedule_steps(cfg: DistillConfig) -> tuple[int, int, int]:
     """(loop iterations, generator steps, student steps) of a resolved config."""
+    if cfg.adversarial_every and cfg.schedule != "two_stage":
+        raise UserError(f"adversarial_every needs the two_stage schedule; {cfg.method} runs {cfg.schedule!r}")
     if cfg.schedule == "two_stage":
-        return cfg.generator_steps + cfg.student_steps, cfg.generator_steps, cfg.student_steps
+        extra = cfg.student_steps // cfg.adversarial_every if cfg.adversarial_every else 0
+        return cfg.generator_steps + cfg.student_steps, cfg.generator_steps + extra, cfg.student_steps
     if cfg.schedule == "joint":
         return cfg.student_steps, cfg.student_steps, cfg.student_steps
     n = cfg.student_steps_per_generator_step

@@ -62,6 +62,18 @@ def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * (t * t)
 
 
+def agreeing_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The KD divergence of each sample, kept only where student and teacher pick the same class, averaged over
+    the batch: what an adversarial generator maximises. Samples the two already disagree on add nothing, so the
+    generator is not pushed past the teacher's decision boundaries (the mask of CMI and Fast-Datafree)."""
+    t = temperature
+    log_q = F.log_softmax(student_logits.float() / t, dim=1)
+    log_p = F.log_softmax(teacher_logits.float() / t, dim=1)
+    per_sample = F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(1) * (t * t)
+    agree = (student_logits.argmax(1) == teacher_logits.argmax(1)).float()
+    return (per_sample * agree).mean()
+
+
 def l1_logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """DFAD's discrepancy: mean absolute difference between logits."""
     return (student_logits.float() - teacher_logits.float()).abs().mean()
