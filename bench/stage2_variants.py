@@ -33,7 +33,10 @@ from rdskd_dist.files import atomic_torch_save, safe_torch_load  # noqa: E402
 STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_steps", "student_lr_schedule",
                 "weight_decay", "student_optimizer", "momentum", "augment_shift", "augment_flip", "augment_mixup",
                 "augment_rotate", "augment_scale", "augment_adversarial_steps", "sample_pool", "pool_balance",
-                "student_ema"}
+                "student_ema",
+                # stage 2's generator steps: stage 1 never reads them (w_adv counts once the student has trained;
+                # the generator's lr schedule has no decay points in the bases here)
+                "adversarial_every", "w_adv"}
 VARIANTS: dict[str, dict] = {
     "control": {},
     "t4": {"temperature": 4.0},
@@ -57,6 +60,11 @@ VARIANTS: dict[str, dict] = {
     # the student's weights averaged (EMA) over about the last 1/(1 - decay) steps; the average is the student
     "ema999": {"student_ema": 0.999},
     "ema9995": {"student_ema": 0.9995},
+    # the generator keeps training in stage 2, one step every 20 student steps, its batches joining the pool:
+    # rewarded for samples the student gets wrong where it agrees with the teacher's class (adv20), or not (refresh20)
+    "adv20": {"adversarial_every": 20, "w_adv": 1.0},
+    "adv20_w01": {"adversarial_every": 20, "w_adv": 0.1},  # adv20 drew its samples into one class: a tenth
+    "refresh20": {"adversarial_every": 20},
 }
 
 

@@ -110,6 +110,15 @@ def test_any_teacher_tiny(tmp_path):
 
     with Image.open(tmp_path / "grid.png") as image:  # two blocks of 8 x 8 samples of 32 px, side by side
         assert image.size[0] > 2 * 8 * 32 and image.size[1] > 8 * 32
+    # bench/student_confusion.py: the same student's per-class test accuracy, adding up to the run's own figure
+    run = runs / "gn_gap_cnn_rdskd_s0"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "student_confusion.py"), str(run), "--out-dir",
+                           str(tmp_path), "--name", "confusion"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads((tmp_path / "confusion.json").read_text())["runs"][run.name]
+    expected = json.loads((run / "result.json").read_text())["student_accuracy"]
+    assert len(found["student"]["per_class"]) == 10 and abs(found["student"]["accuracy"] - expected) < 0.05
+    assert all(t != p for t, p, _ in found["student"]["confusions"])  # off-diagonal only
 
 
 def test_every_named_bench_configuration_is_a_valid_config():
