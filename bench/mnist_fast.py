@@ -137,6 +137,10 @@ CONFIGS["rdskd_long_range_p1_baloh"] = {**CONFIGS["rdskd_long_range"], **_POINT1
 # ... with two generators from fresh initialisations (400 steps each) instead of one of 800: the seeds' spread
 # comes from the generator (the students' curves flatten by 9,000 steps), so spread the samples over two
 CONFIGS["rdskd_long_range_p1_baloh_gen2"] = {**CONFIGS["rdskd_long_range_p1_baloh"], "generators": 2}
+# the 10-minute robustness sweep's other best point (session 17, seed 0 in the sweep: 98.54%): w_oh x5.5, w_ie x5.2,
+# w_ds x0.24 with balanced targets
+CONFIGS["rdskd_long_range_p6_baloh"] = {**CONFIGS["rdskd_long_range"], "w_oh": 5.531914, "w_ie": 5.214739,
+                                        "w_ds": 0.243515, "onehot_targets": "balanced"}
 
 
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:
