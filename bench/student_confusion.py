@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = DistillConfig(**json.loads((run / "result.json").read_text())["config"])
         spec = input_spec(cfg)
         test = load_split(cfg.dataset, "test", cfg.data_root, spec=spec)
-        images = test.normalized() if callable(test.normalized) else test.normalized
+        images = test.normalized()
         teacher, _ = load_teacher(cfg.teacher, spec, arch=cfg.teacher_arch)
         saved = safe_torch_load(run / "student.pt", "student")
         student = create_model_from_spec(saved["arch"])

@@ -54,11 +54,15 @@ def activation_loss(penultimate: torch.Tensor) -> torch.Tensor:
     return -penultimate.float().abs().mean()
 
 
+def _softened(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Log-probabilities at a KD temperature, in fp32 (the same under bf16 autocast)."""
+    return F.log_softmax(logits.float() / temperature, dim=1)
+
+
 def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """tau^2 * KL(softmax(t / tau) || softmax(s / tau)), averaged over the batch."""
     t = temperature
-    log_q = F.log_softmax(student_logits.float() / t, dim=1)
-    log_p = F.log_softmax(teacher_logits.float() / t, dim=1)
+    log_q, log_p = _softened(student_logits, t), _softened(teacher_logits, t)
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * (t * t)
 
 
@@ -67,8 +71,7 @@ def agreeing_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tens
     the batch: what an adversarial generator maximises. Samples the two already disagree on add nothing, so the
     generator is not pushed past the teacher's decision boundaries (the mask of CMI and Fast-Datafree)."""
     t = temperature
-    log_q = F.log_softmax(student_logits.float() / t, dim=1)
-    log_p = F.log_softmax(teacher_logits.float() / t, dim=1)
+    log_q, log_p = _softened(student_logits, t), _softened(teacher_logits, t)
     per_sample = F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(1) * (t * t)
     agree = (student_logits.argmax(1) == teacher_logits.argmax(1)).float()
     return (per_sample * agree).mean()
