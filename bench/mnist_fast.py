@@ -137,6 +137,13 @@ CONFIGS["rdskd_long_range_p1_baloh"] = {**CONFIGS["rdskd_long_range"], **_POINT1
 # ... with two generators from fresh initialisations (400 steps each) instead of one of 800: the seeds' spread
 # comes from the generator (the students' curves flatten by 9,000 steps), so spread the samples over two
 CONFIGS["rdskd_long_range_p1_baloh_gen2"] = {**CONFIGS["rdskd_long_range_p1_baloh"], "generators": 2}
+# the baselines exactly as tune/mnist-robustness-long.yaml trains them at their reference weights (session 18): does
+# the long sweep give each baseline a budget near its published figure? (DAFL 3,000 joint steps with bank and
+# augmentation; DFAD and DFAD+AR+VI 5,000 student steps on the exact adversarial batch)
+_LONG_SPEC = dict(batch_size=128, student_batch_size=256, w_range=10.0, **_FAST)
+CONFIGS["dafl_long_range_baloh"] = dict(method="dafl", student_steps=3000, memory_bank=102400, augment_shift=3,
+                                        augment_mixup=1.0, onehot_targets="balanced", **_LONG_SPEC)
+CONFIGS.update({f"{m}_long_off_range": dict(method=m, student_steps=5000, **_LONG_SPEC) for m in ("dfad", "dfad_ar_vi")})
 # the 10-minute robustness sweep's other best point (session 17, seed 0 in the sweep: 98.54%): w_oh x5.5, w_ie x5.2,
 # w_ds x0.24 with balanced targets
 CONFIGS["rdskd_long_range_p6_baloh"] = {**CONFIGS["rdskd_long_range"], "w_oh": 5.531914, "w_ie": 5.214739,

@@ -48,6 +48,8 @@ VARIANTS: dict[str, dict] = {
     "nomix": {"augment_mixup": 0.0},
     "shift2": {"augment_shift": 2},
     "b512": {"student_batch_size": 512, "student_steps": 8000},
+    # the other direction (session 18): b512 at half the steps lost 0.55, so twice the updates on half the batch
+    "b128": {"student_batch_size": 128, "student_steps": 32000},
     "wd1e-4": {"weight_decay": 1e-4},
     "pool1600": {"sample_pool": 1600},
     "pool400": {"sample_pool": 400},

@@ -82,6 +82,10 @@ class DistillConfig(BaseModel):
                                                                         "many degrees; the teacher relabels it (0: off)")
     augment_scale: NonNegativeFloat = Field(0.0, lt=1.0, description="scale each student sample by a factor in "
                                                                      "[1 - s, 1 + s]; the teacher relabels it (0: off)")
+    augment_zoom: NonNegativeFloat = Field(0.0, le=2.0, description="zoom each student sample in about its centre "
+                                                                   "by a factor in [1, 1 + z] (objects the generator "
+                                                                   "makes small, seen large); the teacher relabels "
+                                                                   "it (0: off)")
     augment_window: NonNegativeFloat = Field(0.0, le=1.0, description="keep a random square window of each student "
                                                                       "sample, its side a fraction in [w, 1] of the "
                                                                       "image's, and blacken the rest; the teacher "
@@ -247,6 +251,8 @@ class DistillConfig(BaseModel):
                 raise ValueError(f"adversarial_every needs the two_stage schedule, not {self.schedule!r}")
             if not (self.sample_pool or self.memory_bank):
                 raise ValueError("adversarial_every needs a sample_pool or a memory_bank for the second stage")
+        if self.augment_zoom and self.augment_scale:
+            raise ValueError("augment_zoom and augment_scale both set the student samples' scale: choose one")
         for name in ("lr_decay_at", "generator_lr_decay_at"):
             if any(not 0.0 < f < 1.0 for f in getattr(self, name) or []):
                 raise ValueError(f"{name} holds fractions strictly between 0 and 1")

@@ -44,6 +44,21 @@ def test_random_affine_rotates_and_scales_about_the_centre():
     assert torch.allclose(centre, torch.full_like(centre, 7.5), atol=0.3)  # about the centre
 
 
+def test_random_zoom_only_enlarges_about_the_centre_and_excludes_the_two_sided_scale():
+    import pytest
+
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 6:10, 6:10] = 1.0  # a small centred square
+    out = random_affine(x, 0.0, 0.0, torch.Generator().manual_seed(0), max_zoom=1.0)
+    mass = out.sum(dim=(1, 2, 3))
+    assert (mass > 16 * 0.95).all() and (mass < 16 * 2.0 ** 2 * 1.05).all()  # factors in [1, 2]: area x1 to x4
+    assert mass.max() > 16 * 3.0 and mass.min() < 16 * 1.5  # the factor is drawn per sample over the range
+    centre = (out * torch.arange(16.0).view(1, 1, 16, 1)).sum(dim=(1, 2, 3)) / mass
+    assert torch.allclose(centre, torch.full_like(centre, 7.5), atol=0.3)  # about the centre
+    with pytest.raises(ValueError, match="augment_zoom and augment_scale"):
+        DistillConfig(method="rdskd", augment_zoom=0.5, augment_scale=0.2)
+
+
 def test_random_window_keeps_one_square_per_sample_and_blackens_the_rest():
     x = torch.arange(1.0, 1 + 2 * 20 * 20).view(1, 2, 20, 20).repeat(64, 1, 1, 1)  # no pixel equals the background
     black = torch.tensor([-5.0, -7.0]).view(1, 2, 1, 1)

@@ -63,12 +63,16 @@ def random_shift(x: torch.Tensor, max_shift: int, noise: torch.Generator | None,
     return windows_at(F.pad(x, (max_shift,) * 4), (h, w), dy, dx, mirror)
 
 
-def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: torch.Generator | None) -> torch.Tensor:
-    """Each sample rotated by up to `max_degrees` and scaled by a factor in [1 - max_scale, 1 + max_scale]
-    about its centre (bilinear)."""
+def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: torch.Generator | None,
+                  max_zoom: float = 0.0) -> torch.Tensor:
+    """Each sample rotated by up to `max_degrees` and scaled by a factor in [1 - max_scale, 1 + max_scale], or
+    with `max_zoom` in [1, 1 + max_zoom], about its centre (bilinear)."""
     n = x.shape[0]
     angle = (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_degrees * torch.pi / 180
-    scale = 1 + (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_scale
+    if max_zoom:
+        scale = 1 + torch.rand(n, device=x.device, generator=noise) * max_zoom
+    else:
+        scale = 1 + (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_scale
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # the grid maps output to input: inverse
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
@@ -293,12 +297,12 @@ class SampleSource:
             teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
                                               else None for a, b in zip(teacher_out, rout)))
         if not (cfg.augment_shift or cfg.augment_flip or cfg.augment_mixup or cfg.augment_rotate
-                or cfg.augment_scale or cfg.augment_window or cfg.augment_adversarial_steps):
+                or cfg.augment_scale or cfg.augment_zoom or cfg.augment_window or cfg.augment_adversarial_steps):
             return x, teacher_out
         if cfg.augment_window:
             x = random_window(x, cfg.augment_window, self.black, self.noise)
-        if cfg.augment_rotate or cfg.augment_scale:
-            x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise)
+        if cfg.augment_rotate or cfg.augment_scale or cfg.augment_zoom:
+            x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise, max_zoom=cfg.augment_zoom)
         if cfg.augment_shift or cfg.augment_flip:
             x = random_shift(x, cfg.augment_shift, self.noise, flip=cfg.augment_flip)
         if cfg.augment_mixup:
