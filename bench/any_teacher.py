@@ -112,10 +112,9 @@ VARIANTS = {
        for t in (1, 4)},
     "rdskd_range10_win3_nomix": dict(**_RDSKD, w_range=10.0, augment_window=0.3, augment_mixup=0.0),
     # student samples zoomed in by up to x1.5 / x2 (session 18): the GAP teacher's generated 0s are small blobs, real
-    # 0s large rings (any_teacher_confusion.md); on top of the best short setting, and on the zoo control
+    # 0s large rings (any_teacher_confusion.md); on top of the best short setting
     **{f"rdskd_range10_win3_nomix_zoom{round(10 * z)}": dict(**_RDSKD, w_range=10.0, augment_window=0.3,
                                                              augment_mixup=0.0, augment_zoom=z) for z in (0.5, 1.0)},
-    "rdskd_range10_zoom5": dict(**_RDSKD, w_range=10.0, augment_zoom=0.5),
     **{f"rdskd_long{suffix}": dict(_LONG, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
                              ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)),

@@ -49,7 +49,7 @@ def test_random_zoom_only_enlarges_about_the_centre_and_excludes_the_two_sided_s
 
     x = torch.zeros(64, 1, 16, 16)
     x[:, :, 6:10, 6:10] = 1.0  # a small centred square
-    out = random_affine(x, 0.0, 0.0, torch.Generator().manual_seed(0), max_zoom=1.0)
+    out = random_affine(x, 0.0, 0.5, torch.Generator().manual_seed(0), scale_centre=1.5)  # --augment-zoom 1
     mass = out.sum(dim=(1, 2, 3))
     assert (mass > 16 * 0.95).all() and (mass < 16 * 2.0 ** 2 * 1.05).all()  # factors in [1, 2]: area x1 to x4
     assert mass.max() > 16 * 3.0 and mass.min() < 16 * 1.5  # the factor is drawn per sample over the range

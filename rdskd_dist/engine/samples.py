@@ -64,15 +64,12 @@ def random_shift(x: torch.Tensor, max_shift: int, noise: torch.Generator | None,
 
 
 def random_affine(x: torch.Tensor, max_degrees: float, max_scale: float, noise: torch.Generator | None,
-                  max_zoom: float = 0.0) -> torch.Tensor:
-    """Each sample rotated by up to `max_degrees` and scaled by a factor in [1 - max_scale, 1 + max_scale], or
-    with `max_zoom` in [1, 1 + max_zoom], about its centre (bilinear)."""
+                  scale_centre: float = 1.0) -> torch.Tensor:
+    """Each sample rotated by up to `max_degrees` and scaled by a factor in [scale_centre - max_scale,
+    scale_centre + max_scale] about its centre (bilinear)."""
     n = x.shape[0]
     angle = (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_degrees * torch.pi / 180
-    if max_zoom:
-        scale = 1 + torch.rand(n, device=x.device, generator=noise) * max_zoom
-    else:
-        scale = 1 + (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_scale
+    scale = scale_centre + (torch.rand(n, device=x.device, generator=noise) * 2 - 1) * max_scale
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # the grid maps output to input: inverse
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
@@ -302,7 +299,9 @@ class SampleSource:
         if cfg.augment_window:
             x = random_window(x, cfg.augment_window, self.black, self.noise)
         if cfg.augment_rotate or cfg.augment_scale or cfg.augment_zoom:
-            x = random_affine(x, cfg.augment_rotate, cfg.augment_scale, self.noise, max_zoom=cfg.augment_zoom)
+            # zoom in: factors in [1, 1 + z], i.e. centre 1 + z/2, half-width z/2 (exclusive with augment_scale)
+            half = cfg.augment_zoom / 2 if cfg.augment_zoom else cfg.augment_scale
+            x = random_affine(x, cfg.augment_rotate, half, self.noise, scale_centre=1 + cfg.augment_zoom / 2)
         if cfg.augment_shift or cfg.augment_flip:
             x = random_shift(x, cfg.augment_shift, self.noise, flip=cfg.augment_flip)
         if cfg.augment_mixup:
