@@ -25,6 +25,7 @@ from rdskd_dist.adapters.ray_train import (
     ENGINE_FILE,
     ReportLog,
     ScaleConfig,
+    build_trainer,
     dedupe_reports,
     read_report_log,
     train_on_ray,
@@ -93,6 +94,26 @@ def test_dedupe_reports_drops_the_failed_attempts_redone_steps():
     assert [r.get("iteration") for r in dedupe_reports(raw)] == [1, 2, 3, 4, 5, None]
     raw = [{"iteration": i} for i in (2, 4, 6)] + [{"iteration": i} for i in (4, 6, 8)]  # resumed from 2
     assert [r["iteration"] for r in dedupe_reports(raw)] == [2, 4, 6, 8]
+
+
+def test_trainer_leaves_out_the_dataset_manager_and_only_on_request_the_placement_group_cleaner(
+        teacher, tmp_path, monkeypatch):
+    """Ray's default Train callbacks, less the ones whose actor would idle: no Ray Datasets here -> no
+    dataset manager; PG_CLEANER_ENV=0 (a Ray without the state API) -> no placement-group cleaner."""
+    from rdskd_dist.adapters.ray_train.driver import PG_CLEANER_ENV, LeanTorchTrainer
+
+    def callbacks(trainer) -> set[str]:
+        return {type(c).__name__ for c in trainer._create_default_callbacks()}
+
+    trainer = build_trainer(distill_config(teacher), ScaleConfig(workers=1, cpus_per_worker=1, storage=str(tmp_path)))
+    monkeypatch.delenv(PG_CLEANER_ENV, raising=False)
+    kept = callbacks(trainer)
+    assert "DatasetsCallback" not in kept
+    assert {"BackendSetupCallback", "PlacementGroupCleanerCallback", "UserCallbackHandler"} <= kept
+    monkeypatch.setenv(PG_CLEANER_ENV, "0")
+    assert callbacks(trainer) == kept - {"PlacementGroupCleanerCallback"}
+    with_datasets = LeanTorchTrainer(lambda: None, datasets={"train": lambda: None})
+    assert "DatasetsCallback" in callbacks(with_datasets)  # a trainer given datasets keeps Ray's
 
 
 @pytest.mark.parametrize("argv, message", [

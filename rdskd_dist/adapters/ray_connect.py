@@ -32,10 +32,14 @@ _FORMS = "use HOST:PORT (the head's GCS, e.g. 10.0.0.5:6379), ray://HOST:10001, 
 # Set (unless the environment already has them) before any Ray start: no usage reporting, no
 # migration banners.
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
+# Set to 0 in the environment of a Ray that serves no state API (a local Ray started without its dashboard,
+# as `rdskd_dist.tune` starts one; its raylet passes the variable on to every worker): Ray Train runs then
+# start no placement-group cleaner, which needs that API (`ray_train.driver._idle_helper_callbacks`).
+PG_CLEANER_ENV = "RDSKD_TRAIN_PG_CLEANER"
 # The raylet warns when a node holds more than 4x as many worker processes as it has CPUs ("N PYTHON
 # worker processes have been started ... 4x the maximum expected startup concurrency"). A Ray Train run
-# inside a Tune trial is 7 actor processes (trial, report queue, Train controller, placement-group cleaner,
-# synchronization actor, dataset manager, the Train worker), mostly at 0 or 0.01 CPU: on a 2-CPU machine
+# inside a Tune trial is 5 actor processes (trial, report queue, Train controller, synchronization actor, the
+# Train worker; Ray's own default adds a dataset manager and a placement-group cleaner), mostly at 0 or 0.01 CPU: on a 2-CPU machine
 # two concurrent trials always pass that mark while nothing is wrong, so a quiet start drops that one line.
 POOL_WARNING = "worker processes have been started on node"
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 from rich.console import Console
 
-from rdskd_dist.adapters.ray_connect import init_ray
+from rdskd_dist.adapters.ray_connect import PG_CLEANER_ENV, init_ray
 from rdskd_dist.errors import UserError
 from rdskd_dist.files import atomic_write_text, sha256_file
 from rdskd_dist.outputs import check_writable_folder
@@ -49,9 +49,11 @@ TUNE_ENV = {  # quiet Tune defaults, on top of ray_connect.QUIET_ENV
 #   preempted; a local Ray has none. A trial whose worker dies is still retried (trial.max_failures) and
 #   resumes from its checkpoint;
 # * Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s): a finished
-#   run is noticed up to that late, and a worker's report waits for the previous one to be polled.
+#   run is noticed up to that late, and a worker's report waits for the previous one to be polled;
+# * the local Ray has no dashboard (about 2 s less at start), so no state API: Ray Train's placement-group
+#   cleaner (one more actor process per trial) could not see its controller die and only logs warnings.
 LOCAL_RAY_ENV = {"RAY_worker_niceness": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-                 "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1"}
+                 "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1", PG_CLEANER_ENV: "0"}
 
 
 # ---------------------------------------------------------------- ray

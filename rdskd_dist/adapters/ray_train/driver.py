@@ -14,7 +14,7 @@ from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
                        TrainingFailedError)
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from rdskd_dist.adapters.ray_connect import init_ray
+from rdskd_dist.adapters.ray_connect import PG_CLEANER_ENV, init_ray
 from rdskd_dist.adapters.train_failures import root_cause
 from rdskd_dist.adapters.ray_train.worker import CRASH_ENV, OUTPUT_FILES, train_loop_per_worker
 from rdskd_dist.adapters.scale import ScaleConfig
@@ -26,6 +26,37 @@ from rdskd_dist.files import atomic_copy, is_uri
 
 class RayTrainRunError(UserError):
     """A Ray Train run failed (after its allowed restarts): one line, no traceback."""
+
+
+def _idle_helper_callbacks(has_datasets: bool) -> tuple[type, ...]:
+    """Ray Train's default controller callbacks that would start an actor process doing nothing useful here.
+
+    * The dataset callback starts a `DatasetManager` actor for every run, with or without Ray Datasets; this
+      engine generates its data and passes none.
+    * The placement-group cleaner (a detached actor) removes a run's placement group if the controller dies,
+      but finds that out through Ray's state API, which the dashboard serves. Without one it logs a warning
+      every second and never cleans up; it is dropped only where `PG_CLEANER_ENV` is 0.
+    Each is a process to start per run (about 1.5 s of CPU); on 2 cores the two cost a quickstart trial
+    about 3 s of its startup (docs/results/README.md, session 19). Names are Ray 2.60's (pinned); another
+    Ray keeps every callback.
+    """
+    try:
+        from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    except ImportError:  # pragma: no cover - another Ray version
+        return ()
+    idle: list[type] = [] if has_datasets else [DatasetsCallback]
+    if os.environ.get(PG_CLEANER_ENV, "1").strip() == "0":
+        idle.append(PlacementGroupCleanerCallback)
+    return tuple(idle)
+
+
+class LeanTorchTrainer(TorchTrainer):
+    """A `TorchTrainer` without the helper actors that `_idle_helper_callbacks` names; otherwise the same."""
+
+    def _create_default_callbacks(self):
+        idle = _idle_helper_callbacks(bool(self.datasets))
+        return [c for c in super()._create_default_callbacks() if not isinstance(c, idle)]
 
 
 def resolve_storage(storage: Optional[str]) -> str:
@@ -61,7 +92,7 @@ def _worker_config(cfg: DistillConfig, scale: ScaleConfig) -> DistillConfig:
 
 
 def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence[Any] = (),
-                  run_name: Optional[str] = None, storage: Optional[str] = None) -> TorchTrainer:
+                  run_name: Optional[str] = None, storage: Optional[str] = None) -> LeanTorchTrainer:
     """A TorchTrainer for one distillation; `run_name` / `storage` override the ScaleConfig's.
 
     `callbacks` are Ray Train `UserCallback`s (e.g. Tune's `TuneReportCallback()`); they run in
@@ -81,7 +112,7 @@ def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence
         "sync_batchnorm": scale.sync_batchnorm,
         "crash_at_step": int(crash) if crash else None,
     }
-    return TorchTrainer(
+    return LeanTorchTrainer(
         train_loop_per_worker,
         train_loop_config=train_config,
         torch_config=TorchConfig(),  # backend None: nccl with GPUs, gloo on CPU
@@ -135,5 +166,5 @@ def train_on_ray(cfg: DistillConfig, scale: ScaleConfig, callbacks: Sequence[Any
     return metrics
 
 
-__all__ = ["RayTrainRunError", "build_trainer", "default_run_name", "resolve_storage", "result_from_metrics",
+__all__ = ["PG_CLEANER_ENV", "LeanTorchTrainer", "RayTrainRunError", "build_trainer", "default_run_name", "resolve_storage", "result_from_metrics",
            "train_on_ray"]
