@@ -16,6 +16,7 @@ import logging
 import math
 import secrets
 import time
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -198,17 +199,21 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
     mode = mode_of(spec)
     runs = mode.plan(spec, folder, rows, done, max_trials if max_trials is not None else math.inf)
     started_here = False
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teacher")
+    background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sweep-start")
+    tracking = None
     try:
-        # The teacher (if the spec trains one) trains on a background thread while MLflow opens its store and
-        # Ray starts: seconds each, and mostly not the same CPU work (torch's kernels release the GIL).
+        # The teacher (if the spec trains one) trains and MLflow opens its store (imports, schema check) on
+        # background threads while Ray starts: seconds each, much of it waiting on other processes or in
+        # torch's kernels, which release the GIL.
         teacher = background.submit(ensure_teacher, spec, folder, console)
         if tracker is not None:
-            tracker.start()
+            tracking = background.submit(tracker.start)
         if runs:  # a finished sweep is only reported again: no Ray needed
             started_here = init_ray(address, include_dashboard=False, verbose=verbose, env=TUNE_ENV,
                                     local_env=LOCAL_RAY_ENV)
             _quiet_logs(verbose)
+        if tracking is not None:
+            tracking.result()
         spec = teacher.result()
         if runs:
             attempt = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -232,6 +237,8 @@ def run_sweep(spec: SweepSpec, *, resume: bool = False, retry_failed: bool = Fal
                     _run_tuner(ctx, run, folder, concurrent, progress, tracker, storage, shared)
     except BaseException:
         if tracker is not None:
+            if tracking is not None:
+                futures.wait([tracking])  # the parent run exists (or failed to) before it is closed
             tracker.close("KILLED")
         raise
     finally:
