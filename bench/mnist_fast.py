@@ -149,6 +149,10 @@ CONFIGS.update({f"{m}_long_off_range": dict(method=m, student_steps=5000, **_LON
 CONFIGS["rdskd_long_range_p6_baloh"] = {**CONFIGS["rdskd_long_range"], "w_oh": 5.531914, "w_ie": 5.214739,
                                         "w_ds": 0.243515, "onehot_targets": "balanced"}
 
+# the same pool of 800 batches drawn in 4 slices from the one generator at 25, 50, 75 and 100% of stage 1
+# (`--pool-snapshots 4`, session 19): stage 1 trains bit for bit as in rdskd_long_range, the student sees
+# samples of 4 generator states besides the bank's trajectory
+CONFIGS["rdskd_long_range_snap4"] = {**CONFIGS["rdskd_long_range"], "pool_snapshots": 4}
 
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:
     """Train to the end of the budget; the student's test accuracy at the end, and a monitoring curve

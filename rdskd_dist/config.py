@@ -68,6 +68,9 @@ class DistillConfig(BaseModel):
     generators: PositiveInt = Field(1, description="two-stage: train this many generators in turn from fresh "
                                                    "initialisations, generator_steps/generators steps each; the pool "
                                                    "draws sample_pool/generators batches from each (1: one generator)")
+    pool_snapshots: PositiveInt = Field(1, description="two-stage: draw the pool in this many equal slices from the "
+                                                       "generator at evenly spaced points of stage 1, the last at its "
+                                                       "end (1: all from the final generator)")
     batch_size: PositiveInt = Field(512, description="generated samples per step (per worker when distributed)")
     student_batch_size: Optional[PositiveInt] = Field(
         None, description="samples per student step drawn from the pool or memory bank (default: batch_size)")
@@ -245,6 +248,14 @@ class DistillConfig(BaseModel):
                 raise ValueError(f"generators > 1 needs the two_stage schedule, not {self.schedule!r}")
             if self.generator_steps < self.generators or self.sample_pool < self.generators:
                 raise ValueError(f"generators ({self.generators}) needs at least as many generator_steps "
+                                 f"({self.generator_steps}) and sample_pool batches ({self.sample_pool})")
+        if self.pool_snapshots > 1:
+            if self.schedule not in (None, "two_stage"):
+                raise ValueError(f"pool_snapshots > 1 needs the two_stage schedule, not {self.schedule!r}")
+            if self.generators > 1:
+                raise ValueError("pool_snapshots and generators both split the pool: choose one")
+            if self.generator_steps < self.pool_snapshots or self.sample_pool < self.pool_snapshots:
+                raise ValueError(f"pool_snapshots ({self.pool_snapshots}) needs at least as many generator_steps "
                                  f"({self.generator_steps}) and sample_pool batches ({self.sample_pool})")
         if self.adversarial_every:
             if self.schedule not in (None, "two_stage"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rdskd_dist.config import DistillConfig
@@ -149,6 +150,30 @@ def test_several_generators_each_start_fresh_and_each_fill_a_slice_of_the_pool(d
     engine.step()
     engine.step()  # stage 2: the last generator's slice joins the first
     assert engine.samples.pool[0].shape[0] == 3 * 8
+
+
+def test_pool_snapshots_draw_slices_from_one_generator_during_stage_1_without_changing_its_training(digits_teacher):
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    base = dict(method="rdskd", generator_steps=4, student_steps=2, batch_size=8, sample_pool=3, log_every=100,
+                eval_teacher=False)
+    snap = Distiller(DistillConfig(**base, pool_snapshots=2), teacher, spec, torch.device("cpu"))
+    plain = Distiller(DistillConfig(**base), teacher, spec, torch.device("cpu"))
+    for _ in range(2):
+        snap.step(), plain.step()
+    assert snap.samples.snapshots == []
+    snap.step(), plain.step()  # step 2 of 4: the first slice (2 of 3 batches) comes from the half-trained generator
+    assert len(snap.samples.snapshots) == 1 and snap.samples.snapshots[0][0].shape[0] == 2 * 8
+    half_trained = snap.samples.snapshots[0][0].clone()
+    snap.step(), plain.step()
+    for key, value in plain.generator.state_dict().items():  # drawing the slice left stage 1 as it was
+        assert torch.equal(snap.generator.state_dict()[key], value), key
+    snap.step(), plain.step()  # stage 2: the final generator's slice joins the first
+    assert snap.samples.pool[0].shape[0] == plain.samples.pool[0].shape[0] == 3 * 8
+    assert torch.equal(snap.samples.pool[0][:16], half_trained)
+    assert not torch.equal(snap.samples.pool[0][:16], plain.samples.pool[0][:16])
+    with pytest.raises(ValueError, match="choose one"):
+        DistillConfig(**{**base, "sample_pool": 4}, pool_snapshots=2, generators=2)
 
 
 def test_several_generators_need_the_two_stage_schedule(digits_teacher):

@@ -87,6 +87,7 @@ def _losses(teacher_path, method, checkpoint=None, stop_after=None, **extra):
                "student_lr_schedule": "onecycle", "student_batch_size": 12}),
     ("dfad_ar_vi", {"memory_bank": 20, "augment_shift": 1}),
     ("rdskd", {"generators": 2, "sample_pool": 2, "memory_bank": 40, "augment_rotate": 10.0, "augment_scale": 0.1}),
+    ("rdskd", {"pool_snapshots": 2, "sample_pool": 3, "memory_bank": 40}),
     ("rdskd", {"sample_pool": 2, "memory_bank": 40, "adversarial_every": 2, "w_adv": 1.0}),  # stage 2's store
 ])
 def test_save_restore_continue_is_bit_identical(digits_teacher, tmp_path, method, extra):

@@ -93,6 +93,9 @@ class Distiller:
                                     self.memory_format, pool_seed=pool_seed(cfg.seed, rank))
         # generators > 1: stage-1 step at which each later generator starts -> its index
         self.generator_starts = {round(k * cfg.generator_steps / cfg.generators): k for k in range(1, cfg.generators)}
+        # pool_snapshots > 1: stage-1 step before which the generator's pool slice number k - 1 is drawn -> k
+        self.snapshot_points = {round(k * cfg.generator_steps / cfg.pool_snapshots): k
+                                for k in range(1, cfg.pool_snapshots)}
         self.iteration = self.g_step = self.s_step = 0
         self.train_time_s = 0.0
         self.metrics = StepMetrics(device)  # loss terms since the last report, on the device
@@ -188,6 +191,8 @@ class Distiller:
             if self.iteration < cfg.generator_steps:
                 if self.iteration in self.generator_starts:
                     self._start_next_generator(self.generator_starts[self.iteration])
+                if self.iteration in self.snapshot_points:
+                    self.samples.snapshot(self.snapshot_points[self.iteration] - 1)
                 self.generator_step()
             elif cfg.sample_pool or cfg.memory_bank:
                 self.student_step(*self.samples.pooled())

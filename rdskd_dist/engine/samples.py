@@ -187,8 +187,9 @@ class SampleSource:
         # augment_window's background: a raw pixel of 0, as the teacher sees it
         self.black = input_spec(cfg).pixel_bounds()[0].to(self.device) if cfg.augment_window else None
         self.pool_weights: torch.Tensor | None = None  # pool_balance: per-sample draw weights
-        # pool slices of the generators already trained (generators > 1), kept in checkpoints
+        # pool slices already drawn (from earlier generators, or earlier points of stage 1), kept in checkpoints
         self.snapshots: list[tuple[torch.Tensor, Any]] = []
+        self.slices = cfg.generators * cfg.pool_snapshots  # the config allows one of the two above 1
         # adversarial_every: the second stage's generator batches, all kept, drawn from with the pool
         self.adversarial = (SampleStore(cfg.student_steps // cfg.adversarial_every * cfg.batch_size, self.keep_features)
                             if cfg.adversarial_every and cfg.student_steps >= cfg.adversarial_every else None)
@@ -228,14 +229,15 @@ class SampleSource:
         return out if self.keep_features else type(out)(out.logits, None, None)
 
     def _slice_sizes(self) -> list[int]:
-        """Pool batches per generator: sample_pool split evenly over the generators stage 1 trains."""
-        count, pool = self.cfg.generators, self.cfg.sample_pool
+        """Pool batches per slice: sample_pool split evenly over the generators stage 1 trains, or over the
+        points of stage 1 at which its generator is sampled."""
+        count, pool = self.slices, self.cfg.sample_pool
         return [pool // count + (1 if i < pool % count else 0) for i in range(count)]
 
     @torch.no_grad()
     def snapshot(self, index: int) -> None:
-        """Draw generator `index`'s slice of the pool from the current (eval-mode) generator. Each slice
-        has its own seed, so a resumed run rebuilds the same pool."""
+        """Draw slice `index` of the pool from the current (eval-mode) generator. Each slice has its own
+        seed, so a resumed run rebuilds the same pool."""
         pool_noise = torch.Generator(device=self.device).manual_seed(self.pool_seed + 7 * index)
         generator = unwrap(self.generator).eval()
         xs, outs = [], []
@@ -255,8 +257,8 @@ class SampleSource:
         """A batch drawn from samples the frozen generator(s) made once (and the teacher's outputs on
         them), plus the memory bank's."""
         if self.pool is None:
-            if len(self.snapshots) < self.cfg.generators and self.cfg.sample_pool:
-                self.snapshot(self.cfg.generators - 1)  # the last generator's slice, at the end of stage 1
+            if len(self.snapshots) < self.slices and self.cfg.sample_pool:
+                self.snapshot(self.slices - 1)  # the last slice, from the generator at the end of stage 1
             parts = list(self.snapshots)
             if self.bank is not None and len(self.bank):  # the samples stage 1 produced join the pool
                 x, out = self.bank.contents()
@@ -320,7 +322,7 @@ class SampleSource:
 
     def state_dict(self) -> dict[str, Any]:
         # the last slice is redrawn from the final generator, unless stage 2 has trained it further since
-        earlier = self.snapshots if self.adversarial is not None else self.snapshots[:self.cfg.generators - 1]
+        earlier = self.snapshots if self.adversarial is not None else self.snapshots[:self.slices - 1]
         return {"bank": self.bank.state_dict() if self.bank is not None else None,
                 "snapshots": [{"x": x, "out": list(out)} for x, out in earlier],
                 "adversarial": self.adversarial.state_dict() if self.adversarial is not None else None}
