@@ -243,20 +243,15 @@ class DistillConfig(BaseModel):
     def _check(self) -> "DistillConfig":
         if self.checkpoint_every and self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of log_every ({self.log_every})")
-        if self.generators > 1:
-            if self.schedule not in (None, "two_stage"):
-                raise ValueError(f"generators > 1 needs the two_stage schedule, not {self.schedule!r}")
-            if self.generator_steps < self.generators or self.sample_pool < self.generators:
-                raise ValueError(f"generators ({self.generators}) needs at least as many generator_steps "
+        for name in ("generators", "pool_snapshots"):  # each splits stage 1 and the pool into slices
+            slices = getattr(self, name)
+            if slices > 1 and self.schedule not in (None, "two_stage"):
+                raise ValueError(f"{name} > 1 needs the two_stage schedule, not {self.schedule!r}")
+            if slices > 1 and (self.generator_steps < slices or self.sample_pool < slices):
+                raise ValueError(f"{name} ({slices}) needs at least as many generator_steps "
                                  f"({self.generator_steps}) and sample_pool batches ({self.sample_pool})")
-        if self.pool_snapshots > 1:
-            if self.schedule not in (None, "two_stage"):
-                raise ValueError(f"pool_snapshots > 1 needs the two_stage schedule, not {self.schedule!r}")
-            if self.generators > 1:
-                raise ValueError("pool_snapshots and generators both split the pool: choose one")
-            if self.generator_steps < self.pool_snapshots or self.sample_pool < self.pool_snapshots:
-                raise ValueError(f"pool_snapshots ({self.pool_snapshots}) needs at least as many generator_steps "
-                                 f"({self.generator_steps}) and sample_pool batches ({self.sample_pool})")
+        if self.generators > 1 and self.pool_snapshots > 1:
+            raise ValueError("pool_snapshots and generators both split the pool: choose one")
         if self.adversarial_every:
             if self.schedule not in (None, "two_stage"):
                 raise ValueError(f"adversarial_every needs the two_stage schedule, not {self.schedule!r}")

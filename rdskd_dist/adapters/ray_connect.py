@@ -39,8 +39,9 @@ PG_CLEANER_ENV = "RDSKD_TRAIN_PG_CLEANER"
 # The raylet warns when a node holds more than 4x as many worker processes as it has CPUs ("N PYTHON
 # worker processes have been started ... 4x the maximum expected startup concurrency"). A Ray Train run
 # inside a Tune trial is 5 actor processes (trial, report queue, Train controller, synchronization actor, the
-# Train worker; Ray's own default adds a dataset manager and a placement-group cleaner), mostly at 0 or 0.01 CPU: on a 2-CPU machine
-# two concurrent trials always pass that mark while nothing is wrong, so a quiet start drops that one line.
+# Train worker; Ray's own TorchTrainer adds a dataset manager and a placement-group cleaner), mostly at 0 or 0.01
+# CPU: on a 2-CPU machine two concurrent trials always pass that mark while nothing is wrong, so a quiet start
+# drops that one line.
 POOL_WARNING = "worker processes have been started on node"
 
 

@@ -65,10 +65,9 @@ def resolve_config(cfg: DistillConfig, spec: DatasetSpec) -> DistillConfig:
     """A copy of `cfg` with every option filled (what `result.json` and checkpoints record)."""
     filled, _ = _resolve(cfg, spec)
     resolved = cfg.model_copy(update=filled)
-    if resolved.generators > 1 and resolved.schedule != "two_stage":
-        raise UserError(f"generators > 1 needs the two_stage schedule; {cfg.method} uses {resolved.schedule}")
-    if resolved.pool_snapshots > 1 and resolved.schedule != "two_stage":
-        raise UserError(f"pool_snapshots > 1 needs the two_stage schedule; {cfg.method} uses {resolved.schedule}")
+    for name in ("generators", "pool_snapshots"):
+        if getattr(resolved, name) > 1 and resolved.schedule != "two_stage":
+            raise UserError(f"{name} > 1 needs the two_stage schedule; {cfg.method} uses {resolved.schedule}")
     schedule_steps(resolved)  # a budget the schedule cannot split fails here, before any work
     return resolved
 

@@ -166,5 +166,5 @@ def train_on_ray(cfg: DistillConfig, scale: ScaleConfig, callbacks: Sequence[Any
     return metrics
 
 
-__all__ = ["PG_CLEANER_ENV", "LeanTorchTrainer", "RayTrainRunError", "build_trainer", "default_run_name", "resolve_storage", "result_from_metrics",
-           "train_on_ray"]
+__all__ = ["PG_CLEANER_ENV", "LeanTorchTrainer", "RayTrainRunError", "build_trainer", "default_run_name",
+           "resolve_storage", "result_from_metrics", "train_on_ray"]
