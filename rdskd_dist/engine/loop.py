@@ -91,11 +91,11 @@ class Distiller:
         self.clock = PhaseClock(device, cfg.time_phases)
         self.samples = SampleSource(cfg, self.method, self.generator, self.student, self.noise, self.clock,
                                     self.memory_format, pool_seed=pool_seed(cfg.seed, rank))
-        # generators > 1: stage-1 step at which each later generator starts -> its index
-        self.generator_starts = {round(k * cfg.generator_steps / cfg.generators): k for k in range(1, cfg.generators)}
-        # pool_snapshots > 1: stage-1 step before which the generator's pool slice number k - 1 is drawn -> k
-        self.snapshot_points = {round(k * cfg.generator_steps / cfg.pool_snapshots): k
-                                for k in range(1, cfg.pool_snapshots)}
+        # stage-1 step before which pool slice k - 1 is drawn from the generator so far -> k (generators > 1 or
+        # pool_snapshots > 1); with generators > 1 the next generator starts there, freshly initialised
+        slices = self.samples.slices
+        self.slice_starts = {round(k * cfg.generator_steps / slices): k for k in range(1, slices)}
+        self.generator_starts = self.slice_starts if cfg.generators > 1 else {}
         self.iteration = self.g_step = self.s_step = 0
         self.train_time_s = 0.0
         self.metrics = StepMetrics(device)  # loss terms since the last report, on the device
@@ -108,9 +108,8 @@ class Distiller:
                             width=cfg.generator_width)
 
     def _start_next_generator(self, index: int) -> None:
-        """Keep the finished generator's pool slice, then train a freshly initialised one (its own seed,
-        the same on every rank) with a fresh optimiser state and fresh method state."""
-        self.samples.snapshot(index - 1)
+        """Train a freshly initialised generator (its own seed, the same on every rank) with a fresh optimiser
+        state and fresh method state, once the finished one's pool slice is kept."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(later_generator_seed(self.cfg.seed, index))
             fresh = self._new_generator()
@@ -189,10 +188,11 @@ class Distiller:
         self.clock.start()
         if cfg.schedule == "two_stage":
             if self.iteration < cfg.generator_steps:
-                if self.iteration in self.generator_starts:
-                    self._start_next_generator(self.generator_starts[self.iteration])
-                if self.iteration in self.snapshot_points:
-                    self.samples.snapshot(self.snapshot_points[self.iteration] - 1)
+                index = self.slice_starts.get(self.iteration)
+                if index:
+                    self.samples.snapshot(index - 1)
+                    if self.generator_starts:
+                        self._start_next_generator(index)
                 self.generator_step()
             elif cfg.sample_pool or cfg.memory_bank:
                 self.student_step(*self.samples.pooled())
