@@ -10,7 +10,9 @@ imports, placement group, process group), as the quickstart's `startup_s` column
 
 * `ray`: Ray's own `TorchTrainer` with all its default callbacks;
 * `lean`: the adapter's `LeanTorchTrainer` (no dataset manager for a run without Ray Datasets);
-* `lean_nopg`: the same with `RDSKD_TRAIN_PG_CLEANER=0` (no placement-group cleaner), as the sweep's local Ray.
+* `lean_nopg`: the same with `RDSKD_TRAIN_PG_CLEANER=0` (no placement-group cleaner), as the sweep's local Ray;
+* `lean_nopg_notorch`: the same with the adapter's `LeanTorchConfig` (Ray's torch backend options from a module
+  without torch, so the Train controller does not import torch), as the adapter builds it.
 
 The variants alternate within one invocation, so compare them with each other, not across machines.
 Writes docs/results/<--name>.{json,md}.
@@ -31,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
 
-VARIANTS = ("ray", "lean", "lean_nopg")
+VARIANTS = ("ray", "lean", "lean_nopg", "lean_nopg_notorch")
 
 
 def busy_loop(config: dict) -> None:
@@ -55,10 +57,12 @@ def one_run(variant: str, busy_s: float, folder: Path) -> list[float]:
 
     from rdskd_dist.adapters.ray_connect import PG_CLEANER_ENV, connect_ray
     from rdskd_dist.adapters.ray_train.driver import LeanTorchTrainer
+    from rdskd_dist.adapters.torch_backend import LeanTorchConfig
 
-    if variant == "lean_nopg":
+    if variant.startswith("lean_nopg"):
         os.environ[PG_CLEANER_ENV] = "0"  # before Ray starts: its workers inherit it
     trainer_cls = TorchTrainer if variant == "ray" else LeanTorchTrainer
+    backend = {"torch_config": LeanTorchConfig()} if variant == "lean_nopg_notorch" else {}
     connect_ray(num_cpus=2, log_to_driver=False)
 
     def trial(config: dict) -> None:
@@ -67,7 +71,7 @@ def one_run(variant: str, busy_s: float, folder: Path) -> list[float]:
         trainer = trainer_cls(busy_loop, train_loop_config={"busy_s": busy_s, "started": started, "out": str(out)},
                               scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.99}),
                               run_config=RunConfig(name=f"t{config['i']}", storage_path=str(folder / "train"),
-                                                   callbacks=[TuneReportCallback()]))
+                                                   callbacks=[TuneReportCallback()]), **backend)
         trainer.fit()
         tune.report({"wall_s": time.time() - started})
 

@@ -213,10 +213,10 @@ def test_seed_spread_pairs_two_sweeps_of_one_design_by_point_and_seed(tmp_path):
 
 
 def test_ray_trial_startup_measures_each_variant(tmp_path):
-    """Two real Tune trials on a fresh local Ray, each fitting the adapter's trainer without the cleaner."""
-    cmd = [sys.executable, str(ROOT / "bench" / "ray_trial_startup.py"), "--variants", "lean_nopg", "--repeats", "1",
+    """Two real Tune trials on a fresh local Ray, each fitting the adapter's trainer as the sweep builds it."""
+    cmd = [sys.executable, str(ROOT / "bench" / "ray_trial_startup.py"), "--variants", "lean_nopg_notorch", "--repeats", "1",
            "--busy-s", "1", "--out-dir", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    startups = json.loads((tmp_path / "ray_trial_startup.json").read_text())["startup_s"]["lean_nopg"]
+    startups = json.loads((tmp_path / "ray_trial_startup.json").read_text())["startup_s"]["lean_nopg_notorch"]
     assert len(startups) == 2 and all(0 < s < 300 for s in startups)

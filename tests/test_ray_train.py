@@ -116,6 +116,27 @@ def test_trainer_leaves_out_the_dataset_manager_and_only_on_request_the_placemen
     assert "DatasetsCallback" in callbacks(with_datasets)  # a trainer given datasets keeps Ray's
 
 
+def test_the_train_controller_loads_what_it_is_sent_without_importing_torch(teacher, tmp_path):
+    """What a trial sends its Train controller (a new process per run: the default callbacks with the torch
+    backend, the run context, the sweep's report callback) unpickles in a fresh interpreter without torch."""
+    import ray.cloudpickle as cloudpickle
+
+    from rdskd_dist.adapters.torch_backend import LeanTorchBackend
+    from rdskd_dist.adapters.tune_report import SweepReportCallback
+
+    trainer = build_trainer(distill_config(teacher), ScaleConfig(workers=2, cpus_per_worker=1, storage=str(tmp_path)))
+    callbacks = trainer._create_default_callbacks()
+    assert any(isinstance(getattr(c, "_backend", None), LeanTorchBackend) for c in callbacks)
+    sent = tmp_path / "sent.pkl"
+    sent.write_bytes(cloudpickle.dumps({"callbacks": callbacks, "context": trainer.train_run_context,
+                                        "report_callback": SweepReportCallback}))
+    probe = ("import pickle, sys; import ray.train.v2._internal.execution.controller; "
+             f"pickle.loads(open({str(sent)!r}, 'rb').read()); print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--workers", "-1"], "workers: Input should be greater than or equal to 0"),
     (["--workers", "2", "--checkpoint", "x.pt"], "--checkpoint is for in-process runs"),

@@ -1,12 +1,13 @@
 """The Tune trial: a function trainable that runs one distillation and reports one ledger row.
 
 * `trial.workers >= 1`: the trial builds a Ray Train `TorchTrainer` with the adapter's
-  `build_trainer(..., callbacks=[SweepReportCallback(...)])` and fits it. The callback is Tune's
-  `TuneReportCallback` (it forwards every Train report to this trial) with two changes to the
-  forwarded metrics: the Train loop's final `done: 1` becomes `train_done: 1` (Tune reads `done`
-  as "stop this trial now", which would race with the trial's closing report) and
-  `student_progress` (student steps done / budget) is added as ASHA's time axis. (The worker's
-  `timing_*` marks are left out: they become the row's `startup_s`, `train_s`, ... columns.)
+  `build_trainer(..., callbacks=[SweepReportCallback(...)])` and fits it. The callback
+  (`rdskd_dist/adapters/tune_report.py`) is Tune's `TuneReportCallback` (it forwards every Train
+  report to this trial) with two changes to the forwarded metrics: the Train loop's final
+  `done: 1` becomes `train_done: 1` (Tune reads `done` as "stop this trial now", which would race
+  with the trial's closing report) and `student_progress` (student steps done / budget) is added
+  as ASHA's time axis. (The worker's `timing_*` marks are left out: they become the row's
+  `startup_s`, `train_s`, ... columns.)
 * `trial.workers == 0`: the trial runs the plain-PyTorch engine in its own process
   (`run_distillation`), forwarding the same metrics with `tune.report`. (Ray Train's local mode,
   `num_workers=0`, cannot run inside a Tune trial: `ray.train.report` raises in a Tune session.)
@@ -30,9 +31,8 @@ import socket
 import time
 from typing import Any, Optional
 
-from ray.tune.integration.ray_train import TuneReportCallback
-
 from rdskd_dist.adapters.train_failures import describe_error, is_lost_worker
+from rdskd_dist.adapters.tune_report import SweepReportCallback, forwarded
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.redact import redact
 from rdskd_dist.tracking.names import unscored_keys
@@ -40,31 +40,6 @@ from rdskd_dist.tune.context import TrialContext
 from rdskd_dist.tune.rows import TRIAL_TIMING, checked_row, outcome_columns
 
 LOCATION_FILE = "location.json"  # in a Train run folder: where rank 0 ran, one entry per (re)start
-
-
-def forwarded(metrics: dict[str, Any], student_steps: int) -> dict[str, Any]:
-    """A Train report as Tune should see it: `done` renamed, `student_progress` added."""
-    out = dict(metrics)
-    if "done" in out:
-        out["train_done"] = out.pop("done")
-        out["student_progress"] = 1.0
-    elif "s_step" in out:
-        out["student_progress"] = float(out["s_step"]) / max(student_steps, 1)
-    return out
-
-
-class SweepReportCallback(TuneReportCallback):
-    """`TuneReportCallback` (runs in the Train controller) with `forwarded` applied to each report."""
-
-    def __init__(self, student_steps: int):
-        super().__init__()
-        self.student_steps = student_steps
-
-    def after_report(self, run_context, metrics, checkpoint):
-        # the worker's timing marks (epoch seconds) become the row's *_s columns, not Tune/MLflow metrics
-        first = {k: v for k, v in forwarded(metrics[0], self.student_steps).items() if not k.startswith("timing_")}
-        metrics = [first, *metrics[1:]]
-        super().after_report(run_context, metrics, checkpoint)
 
 
 def where_am_i() -> dict[str, Any]:

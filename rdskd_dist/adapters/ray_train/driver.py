@@ -12,9 +12,10 @@ from typing import Any, Optional, Sequence
 
 from ray.train import (CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig,
                        TrainingFailedError)
-from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.torch import TorchTrainer
 
 from rdskd_dist.adapters.ray_connect import PG_CLEANER_ENV, init_ray
+from rdskd_dist.adapters.torch_backend import LeanTorchConfig
 from rdskd_dist.adapters.train_failures import root_cause
 from rdskd_dist.adapters.ray_train.worker import CRASH_ENV, OUTPUT_FILES, train_loop_per_worker
 from rdskd_dist.adapters.scale import ScaleConfig
@@ -115,7 +116,7 @@ def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence
     return LeanTorchTrainer(
         train_loop_per_worker,
         train_loop_config=train_config,
-        torch_config=TorchConfig(),  # backend None: nccl with GPUs, gloo on CPU
+        torch_config=LeanTorchConfig(),  # Ray's TorchConfig without torch in the controller: gloo on CPU, nccl on GPUs
         scaling_config=ScalingConfig(num_workers=scale.workers, use_gpu=scale.use_gpu,
                                      resources_per_worker=scale.per_worker()),
         run_config=RunConfig(
