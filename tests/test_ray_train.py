@@ -137,6 +137,26 @@ def test_the_train_controller_loads_what_it_is_sent_without_importing_torch(teac
     assert proc.stdout.strip() == "False"
 
 
+@pytest.mark.parametrize("resources, options, lean", [
+    ({"CPU": 1}, {}, True),
+    ({"CPU": 1}, {"backend": "gloo"}, True),
+    ({"CPU": 1, "GPU": 1}, {}, False),        # nccl: Ray's own backend
+    ({"CPU": 1}, {"init_method": "tcp"}, False),
+    ({"CPU": 1}, {"backend": "nccl"}, False),
+])
+def test_only_cpu_gloo_env_setups_skip_rays_torch_backend(resources, options, lean):
+    """Narrow unit test: which process-group setups the lean backend makes itself (the rest go to Ray's)."""
+    from rdskd_dist.adapters.torch_backend import LeanTorchBackend, LeanTorchConfig
+
+    class Group:  # the one call the decision makes on Ray's worker group
+        def get_resources_per_worker(self):
+            return resources
+
+    assert LeanTorchBackend._is_cpu_gloo(Group(), LeanTorchConfig(**options)) is lean
+    assert LeanTorchConfig(**options).to_ray_config().to_dict() == {"backend": None, "init_method": "env",
+                                                                     "timeout_s": 1800, **options}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--workers", "-1"], "workers: Input should be greater than or equal to 0"),
     (["--workers", "2", "--checkpoint", "x.pt"], "--checkpoint is for in-process runs"),
