@@ -125,7 +125,8 @@ VARIANTS = {
     **{f"rdskd_range10_win3_nomix_zoom{round(10 * z)}": dict(**_RDSKD, w_range=10.0, augment_window=0.3,
                                                              augment_mixup=0.0, augment_zoom=z) for z in (0.5, 1.0)},
     **{f"rdskd_long{suffix}": dict(_LONG, **extra)
-       for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)), ("_bn10", dict(w_bn=10.0)),
+       for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
+                             ("_bn10", dict(w_bn=10.0)),
                              ("_bn_win3", dict(w_bn=1.0, augment_window=0.3)),
                              # natural images: each student sample mirrored with probability 1/2 (session 15)
                              ("_bn_flip", dict(w_bn=1.0, augment_flip=True)),
