@@ -149,10 +149,16 @@ CONFIGS.update({f"{m}_long_off_range": dict(method=m, student_steps=5000, **_LON
 CONFIGS["rdskd_long_range_p6_baloh"] = {**CONFIGS["rdskd_long_range"], "w_oh": 5.531914, "w_ie": 5.214739,
                                         "w_ds": 0.243515, "onehot_targets": "balanced"}
 
+# DFAD exactly at its authors' MNIST budget (methods.md: batch 512, 40 epochs x 50 iterations x 5 student steps =
+# 10,000 student steps; student SGD 0.01, generator Adam 1e-3), no prior, bank or augmentation; bf16 + channels_last
+# is this engine's speed setting (the authors ran fp32 on a GPU). Issue 13 asks DFAD for >= 98.3 at no more than this.
+CONFIGS["dfad_reference"] = dict(method="dfad", batch_size=512, student_steps=10000, **_FAST)
+
 # the same pool of 800 batches drawn in 4 slices from the one generator at 25, 50, 75 and 100% of stage 1
 # (`--pool-snapshots 4`, session 19): stage 1 trains bit for bit as in rdskd_long_range, the student sees
 # samples of 4 generator states besides the bank's trajectory
 CONFIGS["rdskd_long_range_snap4"] = {**CONFIGS["rdskd_long_range"], "pool_snapshots": 4}
+
 
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:
     """Train to the end of the budget; the student's test accuracy at the end, and a monitoring curve

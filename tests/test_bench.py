@@ -220,3 +220,30 @@ def test_ray_trial_startup_measures_each_variant(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     startups = json.loads((tmp_path / "ray_trial_startup.json").read_text())["startup_s"]["lean_nopg_notorch"]
     assert len(startups) == 2 and all(0 < s < 300 for s in startups)
+
+
+def test_health_vs_accuracy_ranks_health_numbers_against_test_accuracy(tmp_path):
+    """Per method: Spearman's rho of each health number with accuracy; collapsed and failed trials accounted."""
+    import pandas as pd
+
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    accs = [96.0, 97.0, 98.0, 95.0, None]  # the last trial failed: left out
+    rows = [{"method": "rdskd", "point": p, "status": "ok" if a else "error", "student_accuracy": a,
+             "health_agreement": 80.0 + (a or 0), "health_effective_classes": 10.0 - (a or 0) / 100,
+             "health_mean_confidence": [0.9, 0.2, 0.5, 0.7, 0.1][p], "health_top_class_fraction": 0.1,
+             "health_collapsed": p == 3} for p, a in enumerate(accs)]
+    pd.DataFrame(rows).to_parquet(folder / "results.parquet")
+    script = str(ROOT / "bench" / "health_vs_accuracy.py")
+    proc = subprocess.run([sys.executable, script, str(folder / "results.parquet"), "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [group] = json.loads((tmp_path / "health_vs_accuracy.json").read_text())["groups"]
+    assert (group["source"], group["group"], group["runs"]) == ("sweep", "rdskd", 4)
+    assert group["collapsed"] == 1 and group["collapsed_mean_accuracy"] == 95.0
+    assert group["spearman"]["agreement"] == 1.0 and group["spearman"]["effective_classes"] == -1.0
+    assert group["spearman"]["mean_confidence"] == -0.6  # ranks 4,1,2,3 against 2,3,4,1: 1 - 6 * 16 / 60
+    assert group["spearman"]["top_class_fraction"] is None  # constant: no ranking
+    proc = subprocess.run([sys.executable, script, str(folder / "results.parquet"), "--min-runs", "5",
+                           "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode != 0 and "no method or teacher has 5 runs" in proc.stderr
