@@ -273,6 +273,24 @@ def test_the_champion_moves_only_to_a_better_student_on_the_same_objective():
     assert _better(holder(loss="0.1", objective="min loss"), "loss", "min", 0.2)
 
 
+def test_the_registered_trial_is_the_best_with_a_logged_model_and_an_unlogged_best_is_named():
+    from rdskd_dist.tracking.sweep import champion_choice
+
+    rows = [{"key": "p0", "status": "ok", "student_accuracy": 98.55, "finished_at": 1},  # logged elsewhere
+            {"key": "p1", "status": "ok", "student_accuracy": 98.50, "finished_at": 3},
+            {"key": "p2", "status": "ok", "student_accuracy": 98.50, "finished_at": 2},  # same figure, earlier
+            {"key": "p3", "status": "error", "student_accuracy": 99.0, "finished_at": 4},
+            {"key": "p4", "status": "ok", "student_accuracy": float("nan"), "finished_at": 5}]
+    best, unlogged = champion_choice(rows, {"p1", "p2", "p3", "p4"}, "student_accuracy", "max")
+    assert best["key"] == "p2" and unlogged["key"] == "p0"
+    best, unlogged = champion_choice(rows, {"p0", "p1"}, "student_accuracy", "max")
+    assert best["key"] == "p0" and unlogged is None
+    best, unlogged = champion_choice(rows, {"p1"}, "student_accuracy", "max", best_trial="p2")
+    assert best is None and unlogged["key"] == "p0"  # the named trial has no model: nothing to register
+    best, _ = champion_choice(rows, {"p0", "p1", "p2"}, "student_accuracy", "min")
+    assert best["key"] == "p2"  # min: 98.50 at the earlier finish
+
+
 def test_pt2_model_loads_back_and_predicts(sweep, server, tmp_path):
     import mlflow.pytorch
 

@@ -191,16 +191,16 @@ class SweepTracker:
             key = tags.get(names.TAG_TRIAL_KEY)
             if key and key not in ready and tags.get(names.TAG_MODEL_ID) and tags.get(names.TAG_STATUS) == "ok":
                 ready[key] = run
-        candidates = [r for r in rows if r.get("status") == "ok" and _finite(r.get(metric)) and r.get("key") in ready]
-        if best_trial is not None:
-            candidates = [r for r in candidates if r["key"] == best_trial]
-        if not candidates:
+        best, unlogged = champion_choice(rows, set(ready), metric, mode, best_trial)
+        if unlogged is not None:  # e.g. a sweep resumed from a ledger whose early trials logged elsewhere
+            print(f"note: MLflow: the sweep's best trial {unlogged['key']} ({metric} {float(unlogged[metric]):.2f}) "
+                  "has no logged student model in this tracking store; registering the best trial that has one",
+                  file=sys.stderr, flush=True)
+        if best is None:
             if rows:
                 print("warning: MLflow: no trial with a logged student model to register as champion", file=sys.stderr,
                       flush=True)
             return None
-        sign = 1 if mode == "max" else -1
-        best = max(candidates, key=lambda r: (sign * float(r[metric]), -(r.get("finished_at") or 0)))
         run = ready[best["key"]]
         tags = run.data.tags
         dataset = tags.get(names.TAG_DATASET) or best.get("dataset") or "unknown"
@@ -235,6 +235,25 @@ class SweepTracker:
         print(f"MLflow: {done} {name} version {version.version} (alias latest-sweep{held}) from trial "
               f"{best['key']} ({metric} {float(best[metric]):.2f})", flush=True)
         return version
+
+
+def champion_choice(rows: list[dict[str, Any]], logged: set[str], metric: str, mode: str,
+                    best_trial: Optional[str] = None) -> tuple[Optional[dict], Optional[dict]]:
+    """The finished trial to register (the best by the objective among those with a logged model, or only
+    `best_trial` when given; ties: the earliest finished), and the sweep's overall best when it has no logged
+    model and so cannot be the one registered (else None)."""
+    sign = 1 if mode == "max" else -1
+
+    def best_of(candidates: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        return max(candidates, key=lambda r: (sign * float(r[metric]), -(r.get("finished_at") or 0)), default=None)
+
+    finished = [r for r in rows if r.get("status") == "ok" and _finite(r.get(metric))]
+    candidates = [r for r in finished if r.get("key") in logged]
+    if best_trial is not None:
+        candidates = [r for r in candidates if r["key"] == best_trial]
+    overall = best_of(finished)
+    unlogged = overall if overall is not None and overall.get("key") not in logged else None
+    return best_of(candidates), unlogged
 
 
 def _better(holder, metric: str, mode: str, value: float) -> bool:
