@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     groups = correlations(load(args.inputs), args.min_runs)
     if not groups:
         raise SystemExit(f"error: no method or teacher has {args.min_runs} runs with health numbers in these inputs")
+    report = markdown(groups, args.min_runs)
     write_results(args.out_dir, args.name, {"inputs": [str(p) for p in args.inputs], "min_runs": args.min_runs,
-                                            "groups": groups}, markdown(groups, args.min_runs))
-    print(markdown(groups, args.min_runs))
+                                            "groups": groups}, report)
+    print(report)
 
 
 if __name__ == "__main__":
