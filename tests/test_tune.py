@@ -300,7 +300,9 @@ def test_health_and_score_from_the_spec():
     s = summarize(rows, ["rdskd"], "rdskd")
     assert s["methods"]["rdskd"]["health"] == {"effective_classes": 6.0, "agreement": 70.0, "collapsed": 1}
     assert "| rdskd | 2 | 0 |" in markdown(s) and "| 6.0 | 70.0 | 1 |" in markdown(s)
+    assert "(student_accuracy, higher is better: each trial's value in its final result" in markdown(s)
     low = summarize(rows, ["rdskd"], "rdskd", objective=Objective(mode="min"))
+    assert "(student_accuracy, lower is better" in markdown(low)
     assert low["methods"]["rdskd"]["best"]["key"] == "rdskd-p001-s0" and low["score"]["mode"] == "min"
     with pytest.raises(ValueError, match="not a trial result"):
         Objective(metric="nope")

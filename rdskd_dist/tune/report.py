@@ -168,7 +168,9 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [f"# {title(summary)}", "", "| " + " | ".join(h) + " |", "|" + "|".join("---" for _ in h) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary)]
     score = _score(summary)
-    lines += ["", f"Statistics of the score ({score.mode} {score.metric}) over trials with status ok; std is the "
+    better = "higher" if score.mode == "max" else "lower"
+    lines += ["", f"Statistics of the score ({score.metric}, {better} is better: each trial's value in its final "
+              "result, at the end of its budget, never a best-so-far) over trials with status ok; std is the "
               "sample standard deviation; p10 the 10th percentile; ≤1pt of best the share of scored trials within 1 "
               "point of the method's best. Health, over the ok trials' fresh generated samples: mean effective "
               "classes, mean student-teacher agreement, and how many collapsed."]
