@@ -283,6 +283,11 @@ def test_summary_statistics_and_failures_are_not_scored():
     assert d["paired"]["pairs"] == 3 and d["paired"]["mean"] == pytest.approx(diffs.mean())
     assert d["paired"]["std"] == pytest.approx(diffs.std(ddof=1))
     assert (d["paired"]["min"], d["paired"]["max"]) == (pytest.approx(-10), pytest.approx(1))
+    # the spreads on exactly the paired units (rdskd's point 2 has no dafl partner)
+    assert d["paired"]["reference_on_pairs"]["std"] == pytest.approx(np.std([90.0, 91.0, 90.5], ddof=1))
+    assert d["paired"]["method_on_pairs"]["min"] == pytest.approx(80.0)
+    assert "dafl 87.83 +- 6.79 (min 80.00) against rdskd 90.50 +- 0.50 (min 90.00) on the same 3 point-seed pairs: " \
+           "dafl's spread is larger" in markdown(s)
     assert (f["ok"], f["failed"], f["mean"], f["paired"]["pairs"]) == (0, 1, None, 0)
     assert {x["key"] for x in s["not_scored"]} == {"dafl-p002-s0", "dfad-p000-s0"}
     assert "dafl-p002-s0 (failed)" in markdown(s)

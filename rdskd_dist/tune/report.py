@@ -81,11 +81,16 @@ def summarize(rows: list[dict[str, Any]], methods: list[str], reference: str, mo
             **describe((score.value(r) for r in scored), score.mode), "health": health(ok),
         }
         if mode == "robustness" and method != reference:
-            diffs = np.asarray([score.value(r) - ref_score[_unit(r)] for r in scored if _unit(r) in ref_score])
+            pairs = [(score.value(r), ref_score[_unit(r)]) for r in scored if _unit(r) in ref_score]
+            diffs = np.asarray([mine_v - ref_v for mine_v, ref_v in pairs])
             stats["paired"] = {"against": reference, "pairs": int(len(diffs)),
                                **({"mean": float(diffs.mean()), "std": _std(diffs), "min": float(diffs.min()),
                                    "max": float(diffs.max())} if len(diffs) else
-                                  {"mean": None, "std": None, "min": None, "max": None})}
+                                  {"mean": None, "std": None, "min": None, "max": None}),
+                               # both methods' statistics on exactly these units: spreads compare like with like
+                               # while a method has run only some of the reference's points
+                               "method_on_pairs": describe((m for m, _ in pairs), score.mode),
+                               "reference_on_pairs": describe((r for _, r in pairs), score.mode)}
         else:
             stats["paired"] = None
         best = score.best(mine)
@@ -99,6 +104,22 @@ def summarize(rows: list[dict[str, Any]], methods: list[str], reference: str, mo
     return {"sweep": name, "mode": mode, "reference_method": reference, "trials_finished": len(rows),
             "trials_expected": expected, "teacher_accuracy": teacher[0] if teacher else None,
             "score": {"metric": score.metric, "mode": score.mode}, "methods": by_method, "not_scored": failed}
+
+
+def same_points(summary: dict[str, Any]) -> list[str]:
+    """One line per paired method: its mean, std and min next to the reference's on the same (point, seed) units."""
+    lines = []
+    reference = summary["reference_method"]
+    for method, s in summary["methods"].items():
+        p = s.get("paired") or {}
+        mine, ref = p.get("method_on_pairs"), p.get("reference_on_pairs")
+        if not p.get("pairs") or mine is None or ref is None:
+            continue
+        wider = ("smaller" if mine["std"] < ref["std"] else "larger" if mine["std"] > ref["std"] else "the same")
+        lines.append(f"{method} {_f(mine['mean'])} +- {_f(mine['std'])} (min {_f(mine['min'])}) against {reference} "
+                     f"{_f(ref['mean'])} +- {_f(ref['std'])} (min {_f(ref['min'])}) on the same {p['pairs']} "
+                     f"point-seed pairs: {method}'s spread is {wider}")
+    return lines
 
 
 def _score(summary: dict[str, Any]) -> Objective:
@@ -177,6 +198,9 @@ def markdown(summary: dict[str, Any]) -> str:
     if summary["mode"] == "robustness":
         lines.append(f"Δ: paired difference, score minus {summary['reference_method']}'s at the same point and "
                      "seed, over the pairs where both trials are ok (mean, std, min, max).")
+        paired = same_points(summary)
+        if paired:
+            lines += ["", "## On the same points", ""] + [f"- {line}" for line in paired]
     best = [(m, s["best"]) for m, s in summary["methods"].items() if s.get("best")]
     if summary["mode"] == "optimize" and best:
         lines += ["", "## Best trials", ""]
@@ -255,6 +279,8 @@ def report_sweep(spec: SweepSpec, folder: SweepFolder, console, plots: bool = Tr
         made = make_plots(rows, spec, folder.path)
     complete = mode.is_complete(spec, rows)
     console.print(rich_table(summary))
+    for line in same_points(summary):
+        console.print(f"  {line}", highlight=False)
     timing = timing_summary(rows)
     if timing:
         console.print(timing, highlight=False)
