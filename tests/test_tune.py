@@ -288,6 +288,9 @@ def test_summary_statistics_and_failures_are_not_scored():
     assert d["paired"]["method_on_pairs"]["min"] == pytest.approx(80.0)
     assert "dafl 87.83 +- 6.79 (min 80.00) against rdskd 90.50 +- 0.50 (min 90.00) on the same 3 point-seed pairs: " \
            "dafl's spread is larger" in markdown(s)
+    # a method whose points all repeat one trial (no swept option reaches it) has a spread of 0 that says nothing
+    copies = rows[:4] + [{**_row("dfad", i, 88.0), "same_as": None if i == 0 else "dfad-p000-s0"} for i in range(4)]
+    assert "3 of 4 of dfad's rows repeat another trial's result" in markdown(summarize(copies, ["rdskd", "dfad"], "rdskd"))
     assert (f["ok"], f["failed"], f["mean"], f["paired"]["pairs"]) == (0, 1, None, 0)
     assert {x["key"] for x in s["not_scored"]} == {"dafl-p002-s0", "dfad-p000-s0"}
     assert "dafl-p002-s0 (failed)" in markdown(s)

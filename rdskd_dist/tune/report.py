@@ -78,6 +78,7 @@ def summarize(rows: list[dict[str, Any]], methods: list[str], reference: str, mo
         stats: dict[str, Any] = {
             "trials": len(mine), "ok": len(ok), "failed": sum(r.get("status") == "failed" for r in mine),
             "stopped": sum(r.get("status") == "stopped" for r in mine),
+            "repeats": sum(bool(r.get("same_as")) for r in mine),  # rows that copy another trial's result
             **describe((score.value(r) for r in scored), score.mode), "health": health(ok),
         }
         if mode == "robustness" and method != reference:
@@ -115,10 +116,15 @@ def same_points(summary: dict[str, Any]) -> list[str]:
         mine, ref = p.get("method_on_pairs"), p.get("reference_on_pairs")
         if not p.get("pairs") or mine is None or ref is None:
             continue
-        wider = ("smaller" if mine["std"] < ref["std"] else "larger" if mine["std"] > ref["std"] else "the same")
+        if s.get("repeats"):  # one trial per seed stands for every point: a spread of 0 says nothing
+            verdict = (f"{s['repeats']} of {s['trials']} of {method}'s rows repeat another trial's result (no swept "
+                       "option changes its config), so its spread is its seeds' alone, not comparable")
+        else:
+            wider = "smaller" if mine["std"] < ref["std"] else "larger" if mine["std"] > ref["std"] else "the same"
+            verdict = f"{method}'s spread is {wider}"
         lines.append(f"{method} {_f(mine['mean'])} +- {_f(mine['std'])} (min {_f(mine['min'])}) against {reference} "
                      f"{_f(ref['mean'])} +- {_f(ref['std'])} (min {_f(ref['min'])}) on the same {p['pairs']} "
-                     f"point-seed pairs: {method}'s spread is {wider}")
+                     f"point-seed pairs: {verdict}")
     return lines
 
 
