@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # Ray Train's controller takes one report per poll and a worker's report waits for the previous
@@ -216,6 +217,51 @@ def test_one_ray_worker_matches_the_in_process_engine(teacher, local_ray, tmp_pa
     assert_same_losses(in_process, on_ray)
     assert result["world_size"] == 1
     assert result["student_accuracy"] == pytest.approx(reference.student_accuracy, abs=1e-9)
+
+
+@ray.remote(num_cpus=0)
+class _TrialLikeActor:
+    """A long-lived actor that fits a trainer, as a Tune trial does."""
+
+    def fit(self, cfg_json: str, storage: str, in_process: bool) -> dict:
+        from ray.train.v2._internal.execution.controller import TrainController
+
+        ran_in: list[int] = []
+        original = TrainController.run
+
+        async def recording_run(controller):  # patched in this process only: an actor process imports the original
+            ran_in.append(os.getpid())
+            return await original(controller)
+
+        TrainController.run = recording_run
+        try:
+            cfg = DistillConfig.model_validate_json(cfg_json)
+            result = build_trainer(cfg, ScaleConfig(workers=1, cpus_per_worker=1), run_name=f"here-{in_process}",
+                                   storage=storage, controller_in_process=in_process).fit()
+        finally:
+            TrainController.run = original
+        return {"ran_in": ran_in, "pid": os.getpid(), "metrics": dict(result.metrics or {})}
+
+
+def test_the_controller_runs_in_the_calling_actor_when_asked_with_the_same_run(teacher, local_ray, tmp_path):
+    """`controller_in_process`: Ray Train's controller loop runs in the actor that calls fit (a Tune trial's
+    process), not in a process of its own; the run is the same, and its workers are gone after fit. In a driver
+    (not an actor) the usual controller actor runs."""
+    cfg = distill_config(teacher)
+    holder = _TrialLikeActor.remote()
+    here = ray.get(holder.fit.remote(cfg.model_dump_json(), str(tmp_path), True))
+    apart = ray.get(holder.fit.remote(cfg.model_dump_json(), str(tmp_path), False))
+    assert here["ran_in"] == [here["pid"]] and apart["ran_in"] == []
+    assert here["metrics"]["done"] == 1 and apart["metrics"]["done"] == 1
+    assert here["metrics"]["student_accuracy"] == pytest.approx(apart["metrics"]["student_accuracy"], abs=1e-9)
+    deadline = time.time() + 20  # the placement group is removed asynchronously
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == pytest.approx(ray.cluster_resources()["CPU"])  # workers gone
+    ray.kill(holder)
+    from rdskd_dist.adapters.ray_train.driver import run_controller_here
+
+    assert run_controller_here({}) is None  # in this driver process: not an actor
 
 
 def test_worker_crash_resumes_from_checkpoint_without_losing_or_repeating_steps(

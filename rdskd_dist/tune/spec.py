@@ -50,6 +50,9 @@ class TrialResources(WorkerResources):
     max_failures: int = Field(2, ge=0, description="Tune retries of a trial whose process or Train workers died "
                                                    "(a lost node); with workers >= 1 a retry resumes from the "
                                                    "trial's last Train checkpoint")
+    controller_in_trial: bool = Field(True, description="workers >= 1: run Ray Train's controller in the trial's "
+                                                        "process (reused by Tune) instead of a new actor process "
+                                                        "per trial; the same runs, retries and results")
 
     def per_trial(self) -> tuple[float, float]:
         """(CPUs, GPUs) one running trial holds, its Train workers included."""

@@ -3,6 +3,7 @@ turn a failure into one line."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import secrets
@@ -52,12 +53,63 @@ def _idle_helper_callbacks(has_datasets: bool) -> tuple[type, ...]:
     return tuple(idle)
 
 
+def run_controller_here(controller_kwargs: dict[str, Any]):
+    """Ray Train's controller loop in this process and thread, instead of in an actor process of its own.
+
+    Ray's `fit()` starts the controller as a new actor (a process that imports Ray and Ray Train: about 1.5-2 s of
+    CPU per run) and waits on it. A sweep trial is already a long-lived process with all of that imported (Tune
+    reuses it trial after trial), so the same controller object runs here. Nothing else changes: the controller
+    starts the same worker group and placement group, polls them, applies the same FailureConfig and builds the
+    same Result. The fate is shared as before, when the trial process owned the controller actor: if this process
+    dies, its workers die with it and Tune retries the trial from the run's last checkpoint. When the loop is left
+    early (Tune stops the trial from inside a report), the worker group is shut down here: the process outlives
+    the trial and must not keep its workers and their CPUs.
+
+    Only inside an actor (a Tune trial is one): Ray hands the workers `current_actor` as their controller's handle,
+    which they use for nothing but `ray.train.get_all_reported_checkpoints` (this engine's loop never calls it).
+    Returns `None` (run the usual controller actor) in a driver, or where Ray's internals differ from 2.60's.
+    """
+    import ray
+
+    if ray.get_runtime_context().get_actor_id() is None:
+        return None
+    try:
+        from ray.train.v2._internal.constants import (DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
+                                                      RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR)
+        from ray.train.v2._internal.execution.controller import TrainController
+    except ImportError:  # pragma: no cover - another Ray version
+        return None
+    # what Ray sets for its controller actor: the loop calls ray.get inside coroutines on purpose
+    os.environ.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR, DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)
+    controller = TrainController(**controller_kwargs)
+    try:
+        asyncio.run(controller.run())
+    finally:
+        group = controller.get_worker_group()
+        if group is not None:
+            group.abort()
+    return controller.get_result()
+
+
 class LeanTorchTrainer(TorchTrainer):
-    """A `TorchTrainer` without the helper actors that `_idle_helper_callbacks` names; otherwise the same."""
+    """A `TorchTrainer` without the helper actors that `_idle_helper_callbacks` names; otherwise the same.
+
+    With `controller_in_process`, `fit()` runs Ray Train's controller in the calling thread
+    (`run_controller_here`) instead of in an actor process of its own.
+    """
+
+    controller_in_process: bool = False
 
     def _create_default_callbacks(self):
         idle = _idle_helper_callbacks(bool(self.datasets))
         return [c for c in super()._create_default_callbacks() if not isinstance(c, idle)]
+
+    def _initialize_and_run_controller(self, **controller_kwargs):
+        if self.controller_in_process:
+            result = run_controller_here(controller_kwargs)
+            if result is not None:
+                return result
+        return super()._initialize_and_run_controller(**controller_kwargs)
 
 
 def resolve_storage(storage: Optional[str]) -> str:
@@ -93,11 +145,13 @@ def _worker_config(cfg: DistillConfig, scale: ScaleConfig) -> DistillConfig:
 
 
 def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence[Any] = (),
-                  run_name: Optional[str] = None, storage: Optional[str] = None) -> LeanTorchTrainer:
+                  run_name: Optional[str] = None, storage: Optional[str] = None,
+                  controller_in_process: bool = False) -> LeanTorchTrainer:
     """A TorchTrainer for one distillation; `run_name` / `storage` override the ScaleConfig's.
 
     `callbacks` are Ray Train `UserCallback`s (e.g. Tune's `TuneReportCallback()`); they run in
-    the Train controller. Call `.fit()` on the result (or use `train_on_ray`).
+    the Train controller. With `controller_in_process` the controller runs in the process that calls
+    `.fit()` (see `run_controller_here`). Call `.fit()` on the result (or use `train_on_ray`).
     """
     if scale.workers < 1:
         raise UserError("Ray Train needs --workers >= 1 (0 runs in this process)")
@@ -113,7 +167,7 @@ def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence
         "sync_batchnorm": scale.sync_batchnorm,
         "crash_at_step": int(crash) if crash else None,
     }
-    return LeanTorchTrainer(
+    trainer = LeanTorchTrainer(
         train_loop_per_worker,
         train_loop_config=train_config,
         torch_config=LeanTorchConfig(),  # Ray's TorchConfig without torch in the controller: gloo on CPU, nccl on GPUs
@@ -129,6 +183,8 @@ def build_trainer(cfg: DistillConfig, scale: ScaleConfig, *, callbacks: Sequence
             logging_config=LoggingConfig(log_level="WARNING"),  # no per-report INFO lines
         ),
     )
+    trainer.controller_in_process = controller_in_process
+    return trainer
 
 
 def result_from_metrics(metrics: dict[str, Any]) -> DistillResult:
