@@ -4,6 +4,7 @@ turn a failure into one line."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import secrets
@@ -62,7 +63,7 @@ def run_controller_here(controller_kwargs: dict[str, Any]):
     starts the same worker group and placement group, polls them, applies the same FailureConfig and builds the
     same Result. The fate is shared as before, when the trial process owned the controller actor: if this process
     dies, its workers die with it and Tune retries the trial from the run's last checkpoint. When the loop is left
-    early (Tune stops the trial from inside a report), the worker group is shut down here: the process outlives
+    early (Tune stops the trial from inside a report), the worker group is aborted here: the process outlives
     the trial and must not keep its workers and their CPUs.
 
     Only inside an actor (a Tune trial is one): Ray hands the workers `current_actor` as their controller's handle,
@@ -86,8 +87,11 @@ def run_controller_here(controller_kwargs: dict[str, Any]):
         asyncio.run(controller.run())
     finally:
         group = controller.get_worker_group()
-        if group is not None:
-            group.abort()
+        if group is not None:  # left early: free the workers, without hiding why the loop ended
+            try:
+                group.abort()
+            except Exception as exc:  # noqa: BLE001
+                logging.getLogger(__name__).warning("could not abort the Train worker group: %s", one_line(exc))
     return controller.get_result()
 
 
