@@ -290,10 +290,9 @@ def report_sweep(spec: SweepSpec, folder: SweepFolder, console, plots: bool = Tr
     timing = timing_summary(rows)
     if timing:
         console.print(timing, highlight=False)
-    for method in spec.methods:
-        repeated = [r for r in rows if r["method"] == method and r.get("same_as")]
-        if repeated:
-            console.print(f"  {method}: {len(repeated)} of {sum(r['method'] == method for r in rows)} rows repeat another "
+    for method, stats in summary["methods"].items():
+        if stats["repeats"]:
+            console.print(f"  {method}: {stats['repeats']} of {stats['trials']} rows repeat another "
                           "trial's result (no swept option changes its config): its spread is its seeds' alone",
                           highlight=False)
     for item in summary["not_scored"]:

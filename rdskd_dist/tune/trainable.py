@@ -155,7 +155,10 @@ def _run_on_train(cfg: DistillConfig, ctx: TrialContext, key: str, student_steps
     # worker died), the same name makes Ray Train resume from the run's last checkpoint. A later
     # --resume of the sweep is a new invocation and reruns an interrupted trial from its start.
     run_name = f"{key}-{ctx.attempt}"
-    in_trial = ctx.spec.trial.controller_in_trial
+    from rdskd_dist.adapters.ray_train.driver import controller_can_run_here
+
+    # decided once for both: direct reports only work where the controller really runs in this process
+    in_trial = ctx.spec.trial.controller_in_trial and controller_can_run_here()
     trainer = build_trainer(cfg.model_copy(update={"output": None}), scale,
                             callbacks=[SweepReportCallback(student_steps, direct=in_trial)],
                             run_name=run_name, storage=ctx.train_storage, controller_in_process=in_trial)

@@ -54,6 +54,21 @@ def _idle_helper_callbacks(has_datasets: bool) -> tuple[type, ...]:
     return tuple(idle)
 
 
+def controller_can_run_here() -> bool:
+    """Whether `run_controller_here` can run Ray Train's controller in this process: inside an actor, on Ray 2.60's
+    internals. Callers that change anything else with it (the sweep's direct Tune reports) decide on this."""
+    import ray
+
+    if ray.get_runtime_context().get_actor_id() is None:
+        return False
+    try:
+        from ray.train.v2._internal.constants import RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR  # noqa: F401
+        from ray.train.v2._internal.execution.controller import TrainController  # noqa: F401
+    except ImportError:  # pragma: no cover - another Ray version
+        return False
+    return True
+
+
 def run_controller_here(controller_kwargs: dict[str, Any]):
     """Ray Train's controller loop in this process and thread, instead of in an actor process of its own.
 
@@ -70,16 +85,12 @@ def run_controller_here(controller_kwargs: dict[str, Any]):
     which they use for nothing but `ray.train.get_all_reported_checkpoints` (this engine's loop never calls it).
     Returns `None` (run the usual controller actor) in a driver, or where Ray's internals differ from 2.60's.
     """
-    import ray
+    if not controller_can_run_here():
+        return None
+    from ray.train.v2._internal.constants import (DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
+                                                  RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR)
+    from ray.train.v2._internal.execution.controller import TrainController
 
-    if ray.get_runtime_context().get_actor_id() is None:
-        return None
-    try:
-        from ray.train.v2._internal.constants import (DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
-                                                      RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR)
-        from ray.train.v2._internal.execution.controller import TrainController
-    except ImportError:  # pragma: no cover - another Ray version
-        return None
     # what Ray sets for its controller actor: the loop calls ray.get inside coroutines on purpose
     os.environ.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR, DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)
     controller = TrainController(**controller_kwargs)
