@@ -159,6 +159,60 @@ def test_health_flags_a_collapsed_run(capsys):
     assert "eff_classes=1.0" in result.line()
 
 
+def test_health_counts_the_stored_samples_the_student_drew_from(digits_teacher, capsys):
+    """A two-stage run with a memory bank and a pool: the stored samples' classes are reported beside the final
+    generator's, and a generator that collapses after the samples were stored is told apart from a student that
+    never saw the other classes."""
+    from rdskd_dist.engine import Distiller, prepare_teacher
+    from rdskd_dist.engine.health import generation_health, result_suffix, warn_if_collapsed
+    from rdskd_dist.engine.samples import unwrap
+
+    cfg = DistillConfig(**{**TINY, "teacher": str(digits_teacher), "method": "rdskd", "schedule": "two_stage",
+                           "generator_steps": 6, "student_steps": 2, "memory_bank": 32, "sample_pool": 4})
+    engine = Distiller(cfg, prepare_teacher(cfg, None)[0], get_spec("digits"), torch.device("cpu"))
+    engine.run()
+    health = generation_health(engine)
+    # the bank holds stage 1's last 32 samples, the pool four batches of 8 from the final generator
+    assert health["stored_samples"] == 32 + 4 * 8 == sum(health["stored_class_histogram"])
+    labels = engine.samples.pool[1].logits.argmax(1)
+    assert health["stored_class_histogram"] == torch.bincount(labels, minlength=10).tolist()
+    assert not health["stored_collapsed"] and health["stored_effective_classes"] > 5
+    with torch.no_grad():  # the generator now makes one image whatever the noise; the stored samples stay
+        unwrap(engine.generator).l1.weight.zero_()
+    after = generation_health(engine)
+    assert after["collapsed"] and after["effective_classes"] == pytest.approx(1.0)
+    assert {k: v for k, v in after.items() if k.startswith("stored_")} == \
+        {k: v for k, v in health.items() if k.startswith("stored_")}
+    capsys.readouterr()
+    assert warn_if_collapsed(after)
+    err = capsys.readouterr().err
+    assert "warning: the final generator's samples collapsed (class " in err and "100% of 64 fresh samples" in err
+    assert "but the stored samples the student drew from did not" in err
+    assert f" stored_eff_classes={after['stored_effective_classes']:.1f}" in result_suffix(after)
+
+
+def test_collapse_warning_names_what_collapsed(capsys):
+    from rdskd_dist.engine.health import warn_if_collapsed
+
+    spread = summarize([10, 10, 10, 10, 10, 10, 10, 10, 10, 10], agree=0.0, confidence=0.0)
+    one = summarize([0, 0, 0, 100, 0, 0, 0, 0, 0, 0], agree=0.0, confidence=0.0)
+    stored = lambda h: {f"stored_{k}": h[k] for k in ("samples", "effective_classes", "top_class_fraction",
+                                                      "collapsed", "class_histogram")}
+    cases = [({**one, **stored(one)}, "generated samples collapsed: class 3 holds 100% of 100 fresh samples, 1.0 "
+              "effective classes of 10; so did the stored samples the student drew from (class 3 holds 100% of 100 "
+              "stored samples"),
+             ({**one, **stored(spread)}, "the final generator's samples collapsed (class 3 holds 100% of 100 fresh "
+              "samples, 1.0 effective classes of 10), but the stored samples the student drew from did not"),
+             ({**spread, **stored(one)}, "the stored samples the student drew from collapsed (class 3 holds 100% of "
+              "100 stored samples"),
+             (one, "generated samples collapsed: class 3 holds 100% of 100 fresh samples")]
+    for health, expected in cases:
+        assert warn_if_collapsed(health)
+        err = capsys.readouterr().err
+        assert err.startswith("warning: ") and expected in err and err.count("\n") == 1
+    assert not warn_if_collapsed({**spread, **stored(spread)}) and not capsys.readouterr().err
+
+
 def test_health_is_quiet_on_a_healthy_run(digits_teacher, tmp_path, capsys):
     cfg = DistillConfig(dataset="digits", teacher=str(digits_teacher), method="rdskd", generator_steps=20,
                         student_steps=4, batch_size=32, log_every=10, eval_teacher=False, device="cpu",
@@ -189,6 +243,11 @@ def test_health_numbers_and_metrics():
     probed = {**balanced, "probe_samples": 20, "probe_student_accuracy": 55.0, "probe_teacher_accuracy": 90.0}
     assert final_metrics({"health": probed})["health/probe_student_accuracy"] == 55.0
     assert flat_health(probed)["health/probe_teacher_accuracy"] == 90.0
+    stored = {**probed, "stored_samples": 640, "stored_effective_classes": 9.5, "stored_top_class_fraction": 0.2,
+              "stored_collapsed": True}
+    back = health_from_flat(flat_health(stored))  # Ray Train's flat metrics carry floats only
+    assert back == {k: v for k, v in stored.items() if k != "class_histogram"}
+    assert type(back["stored_collapsed"]) is bool and type(back["stored_samples"]) is int
 
 
 # ---------------------------------------------------------------- inputs from options (--image-size, mean, std)

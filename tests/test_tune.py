@@ -306,8 +306,15 @@ def test_health_and_score_from_the_spec():
             {**_row("rdskd", 1, 70.0), "health_effective_classes": 3.0, "health_agreement": 60.0,
              "health_collapsed": True}]
     s = summarize(rows, ["rdskd"], "rdskd")
-    assert s["methods"]["rdskd"]["health"] == {"effective_classes": 6.0, "agreement": 70.0, "collapsed": 1}
+    assert s["methods"]["rdskd"]["health"] == {"effective_classes": 6.0, "agreement": 70.0, "collapsed": 1,
+                                               "generator_only": 0}
     assert "| rdskd | 2 | 0 |" in markdown(s) and "| 6.0 | 70.0 | 1 |" in markdown(s)
+    # the student drew from a bank that kept every class: the final generator's collapse is counted apart
+    banked = [{**rows[0], "health_stored_collapsed": False}, {**rows[1], "health_stored_collapsed": False},
+              {**_row("rdskd", 2, 60.0), "health_collapsed": False, "health_stored_collapsed": True}]
+    h = summarize(banked, ["rdskd"], "rdskd")["methods"]["rdskd"]["health"]
+    assert (h["collapsed"], h["generator_only"]) == (1, 1)
+    assert "| 1 (+1 final gen.) |" in markdown(summarize(banked, ["rdskd"], "rdskd"))
     assert "(student_accuracy, higher is better: each trial's value in its final result" in markdown(s)
     low = summarize(rows, ["rdskd"], "rdskd", objective=Objective(mode="min"))
     assert "(student_accuracy, lower is better" in markdown(low)

@@ -13,6 +13,13 @@ depend on where the training noise stream stopped) and reports:
 - `agreement`: student-teacher top-1 agreement in percent;
 - `collapsed`: one class holds more than half the samples, or fewer than half the classes are in effect.
 
+The final generator is not always what the student learned from: with a sample pool or a memory bank the
+student drew its batches from stored samples (in two-stage runs, the final generator's pool together with the
+bank of stage 1's whole trajectory). Their classes, as the teacher labelled them when they were stored, give
+`stored_samples`, `stored_effective_classes`, `stored_top_class_fraction`, `stored_collapsed` and
+`stored_class_histogram` (no new teacher pass). A run whose final generator collapsed may still have taught
+the student every class from its bank, and the warning says which of the two it is.
+
 With several workers each rank scores its own samples and the counts are summed.
 
 With `--probe-data` (a small labelled set the user has, `data/probe.py`), the student's and the teacher's
@@ -40,7 +47,9 @@ from rdskd_dist.engine.seeds import health_noise_seed
 HEALTH_BATCHES = 8
 HEALTH_MAX_BATCH = 256
 SCALAR_KEYS = ("samples", "agreement", "effective_classes", "top_class_fraction", "mean_confidence", "collapsed",
+               "stored_samples", "stored_effective_classes", "stored_top_class_fraction", "stored_collapsed",
                "probe_samples", "probe_student_accuracy", "probe_teacher_accuracy")
+STORED_KEYS = ("samples", "effective_classes", "top_class_fraction", "collapsed", "class_histogram")
 LIVE_PREFIX = "batch_health/"
 
 
@@ -74,11 +83,18 @@ def generation_health(engine: Any, batches: int = HEALTH_BATCHES) -> dict[str, A
     finally:
         generator.train(modes[0])
         student.train(modes[1])
-    totals = torch.cat([histogram, agree.view(1), confidence.view(1)])
+    source = getattr(engine, "samples", None)
+    stored = source.stored_class_counts(num_classes) if source is not None else None
+    stored = stored.to(histogram) if stored is not None else torch.zeros_like(histogram)  # every rank reduces both
+    totals = torch.cat([histogram, agree.view(1), confidence.view(1), stored])
     if engine.world_size > 1 and dist.is_initialized():
         dist.all_reduce(totals)
     counts = totals[:num_classes].tolist()
     health = summarize(counts, agree=totals[num_classes].item(), confidence=totals[num_classes + 1].item())
+    stored_counts = totals[num_classes + 2:].tolist()
+    if sum(stored_counts):
+        stored_health = summarize(stored_counts, agree=0.0, confidence=0.0)
+        health.update({f"stored_{key}": stored_health[key] for key in STORED_KEYS})
     probe = getattr(engine, "probe_data", None)
     if probe is not None:
         health.update(probe_scores(engine, probe))
@@ -102,6 +118,8 @@ def result_suffix(health: dict[str, Any]) -> str:
     out = ""
     if "agreement" in health and "effective_classes" in health:
         out += f" agree={health['agreement']:.1f}% eff_classes={health['effective_classes']:.1f}"
+    if "stored_effective_classes" in health:
+        out += f" stored_eff_classes={health['stored_effective_classes']:.1f}"
     if "probe_student_accuracy" in health:
         out += (f" probe_student_acc={health['probe_student_accuracy']:.2f}%"
                 f" probe_teacher_acc={health['probe_teacher_accuracy']:.2f}%")
@@ -170,16 +188,34 @@ def summarize(counts: list[float], agree: float, confidence: float) -> dict[str,
     }
 
 
-def warn_if_collapsed(health: dict[str, Any]) -> bool:
-    """One warning line on stderr when the generated samples collapsed; True if so."""
-    if not health.get("collapsed"):
-        return False
-    hist = health["class_histogram"]
+def _spread(health: dict[str, Any], prefix: str = "") -> str:
+    hist = health[f"{prefix}class_histogram"]
     top_class = max(range(len(hist)), key=hist.__getitem__)
-    print(f"warning: generated samples collapsed: class {top_class} holds {100 * health['top_class_fraction']:.0f}% "
-          f"of {health['samples']} fresh samples, {health['effective_classes']:.1f} effective classes of "
-          f"{len(hist)} (the student learns little about the others; try other loss weights, a longer generator "
-          f"stage or another seed)", file=sys.stderr, flush=True)
+    return (f"class {top_class} holds {100 * health[f'{prefix}top_class_fraction']:.0f}% of {health[f'{prefix}samples']} "
+            f"{'stored' if prefix else 'fresh'} samples, {health[f'{prefix}effective_classes']:.1f} effective classes "
+            f"of {len(hist)}")
+
+
+def warn_if_collapsed(health: dict[str, Any]) -> bool:
+    """One warning line on stderr when the samples the student learned from collapsed, or the final generator's
+    did while the stored samples the student drew from did not; True if anything collapsed."""
+    generator, stored = bool(health.get("collapsed")), health.get("stored_collapsed")
+    if not (generator or stored):
+        return False
+    advice = "try other loss weights, a longer generator stage or another seed"
+    if stored is False:  # the student drew from a pool or bank that kept every class
+        line = (f"the final generator's samples collapsed ({_spread(health)}), but the stored samples the student "
+                f"drew from did not ({_spread(health, 'stored_')}): the student still saw the other classes, from "
+                f"the memory bank ({advice})")
+    elif stored and not generator:
+        line = (f"the stored samples the student drew from collapsed ({_spread(health, 'stored_')}) although the "
+                f"final generator's did not ({_spread(health)}); the student learns little about the other classes "
+                f"({advice})")
+    else:
+        also = f"; so did the stored samples the student drew from ({_spread(health, 'stored_')})" if stored else ""
+        line = (f"generated samples collapsed: {_spread(health)}{also} (the student learns little about the "
+                f"others; {advice})")
+    print(f"warning: {line}", file=sys.stderr, flush=True)
     return True
 
 
@@ -196,8 +232,9 @@ def flat_health(health: dict[str, Any]) -> dict[str, float]:
 def health_from_flat(metrics: dict[str, Any]) -> dict[str, Any]:
     """The inverse of `flat_health` (without the histogram, which result.json keeps)."""
     health: dict[str, Any] = {k[len("health/"):]: v for k, v in metrics.items() if k.startswith("health/")}
-    if "collapsed" in health:
-        health["collapsed"] = bool(health["collapsed"])
-    if "samples" in health:
-        health["samples"] = int(health["samples"])
+    for key, value in health.items():
+        if key.endswith("collapsed"):
+            health[key] = bool(value)
+        elif key.endswith("samples"):
+            health[key] = int(value)
     return health

@@ -282,6 +282,21 @@ class SampleSource:
                                                                            for a, b in zip(aout, out)))])
         return x, out
 
+    @torch.no_grad()
+    def stored_class_counts(self, num_classes: int) -> torch.Tensor | None:
+        """How many of the stored samples that student steps drew from (the pool with the memory bank and stage 2's
+        batches in two-stage runs, the memory bank in joint and adversarial ones) the teacher put in each class;
+        None when student steps drew from nothing stored (or the pool was not built in this process)."""
+        if self.cfg.schedule == "two_stage":
+            stores = [self.pool[1].logits] if self.pool is not None else []
+            if stores and self.adversarial is not None and len(self.adversarial):
+                stores.append(self.adversarial.contents()[1].logits)
+        else:
+            stores = [self.bank.contents()[1].logits] if self.bank is not None and len(self.bank) else []
+        if not stores:
+            return None
+        return sum(torch.bincount(s.argmax(1), minlength=num_classes)[:num_classes].double() for s in stores)
+
     def keep_adversarial(self, x: torch.Tensor, teacher_out: Any) -> None:
         self.adversarial.add(x, self._student_view(teacher_out))
 

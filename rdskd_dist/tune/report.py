@@ -13,7 +13,9 @@ test accuracy in percent, higher is better):
   seed) where both trials are scored, d = score_method - score_reference; mean, std (ddof=1), min,
   max and the number of pairs. In optimize mode points differ between methods, so nothing is paired;
 * health (engine/health.py, on fresh generated samples): mean effective classes and mean
-  student-teacher agreement over the ok trials, and how many of them collapsed.
+  student-teacher agreement over the ok trials, and how many of them collapsed: counted on the stored
+  samples the student drew from where the run kept them (pool, memory bank), with the trials whose final
+  generator alone collapsed counted apart.
 """
 
 from __future__ import annotations
@@ -58,11 +60,20 @@ def _mean(values: Iterable[Any]) -> Optional[float]:
     return float(np.mean(v)) if v else None
 
 
+def _student_samples_collapsed(row: dict[str, Any]) -> bool:
+    """Whether what the student learned from collapsed: the stored samples it drew from where the run kept any,
+    else the final generator's."""
+    stored = row.get("health_stored_collapsed")
+    return bool(row.get("health_collapsed")) if stored is None else bool(stored)
+
+
 def health(ok: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean effective classes and agreement over the ok trials that have them, and how many collapsed."""
+    """Mean effective classes and agreement over the ok trials that have them, how many trials' student samples
+    collapsed, and how many more had only their final generator collapse (the bank kept every class)."""
     return {"effective_classes": _mean(r.get("health_effective_classes") for r in ok),
             "agreement": _mean(r.get("health_agreement") for r in ok),
-            "collapsed": sum(bool(r.get("health_collapsed")) for r in ok)}
+            "collapsed": sum(_student_samples_collapsed(r) for r in ok),
+            "generator_only": sum(bool(r.get("health_collapsed")) and not _student_samples_collapsed(r) for r in ok)}
 
 
 def summarize(rows: list[dict[str, Any]], methods: list[str], reference: str, mode: str = "robustness",
@@ -155,8 +166,10 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
                 row += [_f(p["mean"], "{:+.2f}"), _f(p["std"]), _f(p["min"], "{:+.2f}"), _f(p["max"], "{:+.2f}"),
                         str(p["pairs"])]
         h = s.get("health") or {}
-        row += [_f(h.get("effective_classes"), "{:.1f}"), _f(h.get("agreement"), "{:.1f}"),
-                str(h["collapsed"]) if h.get("collapsed") is not None else "-"]
+        collapsed = "-" if h.get("collapsed") is None else str(h["collapsed"])
+        if h.get("generator_only"):
+            collapsed += f" (+{h['generator_only']} final gen.)"
+        row += [_f(h.get("effective_classes"), "{:.1f}"), _f(h.get("agreement"), "{:.1f}"), collapsed]
         out.append(row)
     return out
 
@@ -200,7 +213,9 @@ def markdown(summary: dict[str, Any]) -> str:
               "result, at the end of its budget, never a best-so-far) over trials with status ok; std is the "
               "sample standard deviation; p10 the 10th percentile; ≤1pt of best the share of scored trials within 1 "
               "point of the method's best. Health, over the ok trials' fresh generated samples: mean effective "
-              "classes, mean student-teacher agreement, and how many collapsed."]
+              "classes and mean student-teacher agreement; collapsed: trials whose student learned from collapsed "
+              "samples (the stored pool and memory bank it drew from where the run kept them, else the final "
+              "generator's), and in brackets trials whose final generator alone collapsed."]
     if summary["mode"] == "robustness":
         lines.append(f"Δ: paired difference, score minus {summary['reference_method']}'s at the same point and "
                      "seed, over the pairs where both trials are ok (mean, std, min, max).")
