@@ -32,8 +32,8 @@ from rdskd_dist.files import atomic_torch_save, safe_torch_load  # noqa: E402
 # Options a variant may change: none of them is read before the student's first step.
 STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_steps", "student_lr_schedule",
                 "weight_decay", "student_optimizer", "momentum", "augment_shift", "augment_flip", "augment_mixup",
-                "augment_rotate", "augment_scale", "augment_adversarial_steps", "sample_pool", "pool_balance",
-                "student_ema",
+                "augment_cutmix", "augment_rotate", "augment_scale", "augment_adversarial_steps", "sample_pool",
+                "pool_balance", "student_ema",
                 # stage 2's generator steps: stage 1 never reads them (w_adv counts once the student has trained;
                 # the generator's lr schedule has no decay points in the bases here)
                 "adversarial_every", "w_adv"}
@@ -46,6 +46,9 @@ VARIANTS: dict[str, dict] = {
     "lr4e-3": {"lr_student": 4e-3},
     "lr1e-3": {"lr_student": 1e-3},
     "nomix": {"augment_mixup": 0.0},
+    # CutMix instead of mixup (a pasted box, not a blend), and each sample one of the two (session 23)
+    "cutmix": {"augment_mixup": 0.0, "augment_cutmix": 1.0},
+    "mix_cutmix": {"augment_cutmix": 1.0},
     "shift2": {"augment_shift": 2},
     "b512": {"student_batch_size": 512, "student_steps": 8000},
     # the other direction (session 18): b512 at half the steps lost 0.55, so twice the updates on half the batch

@@ -95,6 +95,10 @@ class DistillConfig(BaseModel):
                                                                       "relabels it (0: off)")
     augment_mixup: NonNegativeFloat = Field(0.0, description="mix student samples in pairs with Beta(a, a) "
                                                              "coefficients; the teacher relabels the mix (0: off)")
+    augment_cutmix: NonNegativeFloat = Field(0.0, description="paste a box of another student sample into each one, "
+                                                              "its area a 1 - Beta(a, a) share (CutMix); with "
+                                                              "augment_mixup too, each sample gets one of the two at "
+                                                              "random; the teacher relabels the result (0: off)")
     augment_adversarial_steps: int = Field(0, ge=0, description="move half of each student batch this many signed-"
                                                                 "gradient steps toward where student and teacher "
                                                                 "disagree most; the teacher relabels it (0: off)")

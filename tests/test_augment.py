@@ -275,3 +275,48 @@ def test_generator_steps_judge_a_shifted_and_scaled_view_and_train_through_it(di
     assert any(not torch.equal(a, b) for a, b in zip(before, engine.generator.parameters()))
     bank_x, _ = engine.samples.bank.contents()
     assert torch.equal(bank_x, judged[0].detach())  # the bank keeps the view, with the outputs the teacher gave it
+
+
+def test_cutmix_pastes_one_box_of_another_sample_and_reports_what_stays():
+    from rdskd_dist.methods.mixing import cut_pairs
+
+    n = 64
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).repeat(1, 2, 12, 12)  # sample i is all i
+    out, kept, perm = cut_pairs(x, 1.0, torch.Generator().manual_seed(0))
+    boxes = set()
+    for i in range(n):
+        pasted = out[i, 0] != i
+        if perm[i] == i or not pasted.any():
+            continue
+        rows, cols = pasted.any(1).nonzero().flatten(), pasted.any(0).nonzero().flatten()
+        assert pasted.sum() == len(rows) * len(cols)  # one axis-aligned box
+        assert (out[i][:, pasted] == perm[i]).all()  # from the paired sample, in every channel
+        assert kept[i] == pytest.approx(1 - pasted.sum().item() / 144)  # the share still its own
+        boxes.add((len(rows), len(cols)))
+    assert len(boxes) > 5  # each sample its own box
+    assert ((kept >= 0) & (kept <= 1)).all() and 0.2 < kept.mean() < 0.9
+
+
+def test_cutmix_and_mixup_each_reach_the_student_relabelled(digits_teacher):
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    for extra in ({"augment_cutmix": 1.0}, {"augment_cutmix": 1.0, "augment_mixup": 1.0}):
+        cfg = DistillConfig(method="rdskd", generator_steps=2, student_steps=2, batch_size=8, memory_bank=16,
+                            student_batch_size=64, log_every=100, eval_teacher=False, **extra)
+        engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
+        for _ in range(2):
+            engine.step()
+        seen = []
+        original = engine.method.student_loss
+        engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
+        engine.step()
+        x, logits = seen[0]
+        pool = engine.samples.pool[0]
+        with torch.no_grad():
+            assert torch.allclose(logits, teacher(x), atol=1e-5)  # relabelled by the teacher
+        # CutMix leaves every pixel equal to the same pixel of one of the pool's samples; mixup blends
+        from_pool = [(x[i:i + 1] - pool).abs().amin(0).amax() < 1e-6 for i in range(x.shape[0])]
+        if "augment_mixup" in extra:
+            assert 0 < sum(from_pool) < x.shape[0]  # some samples cut, others blended
+        else:
+            assert all(from_pool)

@@ -20,7 +20,7 @@ from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.methods import Method
 from rdskd_dist.methods.losses import kd_kl_loss
-from rdskd_dist.methods.mixing import mix_pairs
+from rdskd_dist.methods.mixing import cut_pairs, mix_pairs
 from rdskd_dist.models.base import Features
 
 
@@ -310,7 +310,7 @@ class SampleSource:
             x = torch.cat([x, rx.to(x.dtype)])
             teacher_out = type(teacher_out)(*(torch.cat([a, b.to(a.dtype)]) if a is not None and b is not None
                                               else None for a, b in zip(teacher_out, rout)))
-        if not (cfg.augment_shift or cfg.augment_flip or cfg.augment_mixup or cfg.augment_rotate
+        if not (cfg.augment_shift or cfg.augment_flip or cfg.augment_mixup or cfg.augment_cutmix or cfg.augment_rotate
                 or cfg.augment_scale or cfg.augment_zoom or cfg.augment_window or cfg.augment_adversarial_steps):
             return x, teacher_out
         if cfg.augment_window:
@@ -321,8 +321,14 @@ class SampleSource:
             x = random_affine(x, cfg.augment_rotate, half, self.noise, scale_centre=1 + cfg.augment_zoom / 2)
         if cfg.augment_shift or cfg.augment_flip:
             x = random_shift(x, cfg.augment_shift, self.noise, flip=cfg.augment_flip)
-        if cfg.augment_mixup:
+        if cfg.augment_mixup and cfg.augment_cutmix:  # each sample one of the two (timm's mixup/cutmix switch)
+            use_cut = torch.rand(x.shape[0], device=x.device, generator=self.noise) < 0.5
+            x = torch.where(use_cut.view(-1, 1, 1, 1), cut_pairs(x, cfg.augment_cutmix, self.noise)[0],
+                            mix_pairs(x, cfg.augment_mixup, self.noise)[0])
+        elif cfg.augment_mixup:
             x = mix_pairs(x, cfg.augment_mixup, self.noise)[0]
+        elif cfg.augment_cutmix:
+            x = cut_pairs(x, cfg.augment_cutmix, self.noise)[0]
         if cfg.augment_adversarial_steps:  # half the batch, so the student keeps seeing the samples themselves
             half = x.shape[0] // 2
             moved = toward_disagreement(x[half:], lambda v: self.method.teacher_forward(v, for_generator=False).logits,

@@ -1,4 +1,5 @@
-"""Mixing generated samples: DFAD+AR+VI's virtual interpolation and the engine's mixup share it."""
+"""Mixing generated samples: DFAD+AR+VI's virtual interpolation and the engine's mixup share `mix_pairs`;
+the engine's CutMix (`cut_pairs`) pastes a box instead of blending."""
 
 from __future__ import annotations
 
@@ -20,3 +21,24 @@ def mix_pairs(x: torch.Tensor, alpha: float, noise: torch.Generator | None) -> t
     perm = torch.randperm(n, device=x.device, generator=noise)
     lam_x = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
     return lam_x * x + (1 - lam_x) * x[perm], lam, perm
+
+
+def cut_pairs(x: torch.Tensor, alpha: float, noise: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                       torch.Tensor]:
+    """CutMix (Yun et al., ICCV 2019) in pairs: each sample gets a box of x[perm] pasted in, the box's area a
+    1 - Beta(alpha, alpha) share of the image, centred anywhere and clipped at the border; returns (mixed, the
+    share of each sample that is still its own, perm)."""
+    n, _, h, w = x.shape
+    lam = beta_coefficients(n, alpha, x.device, noise)
+    perm = torch.randperm(n, device=x.device, generator=noise)
+    side = (1 - lam).sqrt()
+    cy = torch.rand(n, device=x.device, generator=noise) * h
+    cx = torch.rand(n, device=x.device, generator=noise) * w
+    top, bottom = (cy - side * h / 2).round().clamp(0, h), (cy + side * h / 2).round().clamp(0, h)
+    left, right = (cx - side * w / 2).round().clamp(0, w), (cx + side * w / 2).round().clamp(0, w)
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    inside = (((rows >= top[:, None]) & (rows < bottom[:, None]))[:, :, None]
+              & ((cols >= left[:, None]) & (cols < right[:, None]))[:, None, :])[:, None]
+    kept = 1 - ((bottom - top) * (right - left)) / (h * w)
+    return torch.where(inside, x[perm], x), kept, perm
