@@ -13,6 +13,15 @@ from rdskd_dist.models.base import Features
 from rdskd_dist.teachers import load_teacher
 
 
+def next_student_batch(engine: Distiller) -> tuple[torch.Tensor, torch.Tensor]:
+    """One more engine step; the samples its student step trained on and the teacher logits it was given."""
+    seen = []
+    original = engine.method.student_loss
+    engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
+    engine.step()
+    return seen[0]
+
+
 def test_random_shift_moves_each_sample_within_the_bound():
     x = torch.zeros(64, 1, 8, 8)
     x[:, :, 4, 4] = 1.0
@@ -99,11 +108,7 @@ def test_the_bank_keeps_every_generated_batch_and_feeds_stage_two(digits_teacher
     for _ in range(3):
         engine.step()
     assert len(engine.samples.bank) == 24  # three generator batches, kept for free
-    seen = []
-    original = engine.method.student_loss
-    engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
-    engine.step()
-    x, logits = seen[0]
+    x, logits = next_student_batch(engine)
     assert x.shape[0] == 16  # student batches come from the bank at their own size
     with torch.no_grad():
         assert torch.allclose(logits, teacher(x), atol=1e-5)  # windowed, shifted, mirrored, mixed: relabelled
@@ -218,11 +223,7 @@ def test_adversarial_half_batch_is_relabelled_and_balanced_pool_evens_classes(di
     engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
     for _ in range(3):
         engine.step()
-    seen = []
-    original = engine.method.student_loss
-    engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
-    engine.step()
-    x, logits = seen[0]
+    x, logits = next_student_batch(engine)
     with torch.no_grad():
         assert torch.allclose(logits, teacher(x), atol=1e-4)  # moved samples are relabelled by the teacher
     pool_labels = engine.samples.pool[1].logits.argmax(1)
@@ -306,11 +307,7 @@ def test_cutmix_and_mixup_each_reach_the_student_relabelled(digits_teacher):
         engine = Distiller(cfg, teacher, spec, torch.device("cpu"))
         for _ in range(2):
             engine.step()
-        seen = []
-        original = engine.method.student_loss
-        engine.method.student_loss = lambda x, out, student: (seen.append((x, out.logits)), original(x, out, student))[1]
-        engine.step()
-        x, logits = seen[0]
+        x, logits = next_student_batch(engine)
         pool = engine.samples.pool[0]
         with torch.no_grad():
             assert torch.allclose(logits, teacher(x), atol=1e-5)  # relabelled by the teacher
