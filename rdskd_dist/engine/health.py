@@ -232,9 +232,9 @@ def flat_health(health: dict[str, Any]) -> dict[str, float]:
 def health_from_flat(metrics: dict[str, Any]) -> dict[str, Any]:
     """The inverse of `flat_health` (without the histogram, which result.json keeps)."""
     health: dict[str, Any] = {k[len("health/"):]: v for k, v in metrics.items() if k.startswith("health/")}
-    for key, value in health.items():
-        if key.endswith("collapsed"):
-            health[key] = bool(value)
-        elif key.endswith("samples"):
-            health[key] = int(value)
-    return health
+    return {key: scalar_kind(key)(value) if value is not None else None for key, value in health.items()}
+
+
+def scalar_kind(key: str) -> type:
+    """The type of a scalar health number (flat metrics carry floats): flags bool, sample counts int."""
+    return bool if key.endswith("collapsed") else int if key.endswith("samples") else float

@@ -20,7 +20,7 @@ from rdskd_dist.engine.evaluate import autocast
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.methods import Method
 from rdskd_dist.methods.losses import kd_kl_loss
-from rdskd_dist.methods.mixing import cut_pairs, mix_pairs
+from rdskd_dist.methods.mixing import box_mask, cut_pairs, mix_pairs
 from rdskd_dist.models.base import Features
 
 
@@ -88,11 +88,7 @@ def random_window(x: torch.Tensor, min_side: float, background: torch.Tensor,
     wh, ww = (side * h).round().clamp(min=1), (side * w).round().clamp(min=1)
     top = (torch.rand(n, device=x.device, generator=noise) * (h - wh + 1)).floor()
     left = (torch.rand(n, device=x.device, generator=noise) * (w - ww + 1)).floor()
-    rows = torch.arange(h, device=x.device)[None, :]
-    cols = torch.arange(w, device=x.device)[None, :]
-    inside_rows = (rows >= top[:, None]) & (rows < (top + wh)[:, None])
-    inside_cols = (cols >= left[:, None]) & (cols < (left + ww)[:, None])
-    keep = (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]
+    keep = box_mask(top, top + wh, left, left + ww, (h, w))
     return torch.where(keep, x, background.to(x.dtype).view(1, -1, 1, 1))
 
 

@@ -1,5 +1,5 @@
 """Mixing generated samples: DFAD+AR+VI's virtual interpolation and the engine's mixup share `mix_pairs`;
-the engine's CutMix (`cut_pairs`) pastes a box instead of blending."""
+the engine's CutMix (`cut_pairs`) pastes a box instead of blending (`box_mask`, shared with the window)."""
 
 from __future__ import annotations
 
@@ -36,9 +36,17 @@ def cut_pairs(x: torch.Tensor, alpha: float, noise: torch.Generator | None) -> t
     cx = torch.rand(n, device=x.device, generator=noise) * w
     top, bottom = (cy - side * h / 2).round().clamp(0, h), (cy + side * h / 2).round().clamp(0, h)
     left, right = (cx - side * w / 2).round().clamp(0, w), (cx + side * w / 2).round().clamp(0, w)
-    rows = torch.arange(h, device=x.device)[None, :]
-    cols = torch.arange(w, device=x.device)[None, :]
-    inside = (((rows >= top[:, None]) & (rows < bottom[:, None]))[:, :, None]
-              & ((cols >= left[:, None]) & (cols < right[:, None]))[:, None, :])[:, None]
     kept = 1 - ((bottom - top) * (right - left)) / (h * w)
-    return torch.where(inside, x[perm], x), kept, perm
+    return torch.where(box_mask(top, bottom, left, right, (h, w)), x[perm], x), kept, perm
+
+
+def box_mask(top: torch.Tensor, bottom: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
+             size: tuple[int, int]) -> torch.Tensor:
+    """An (n, 1, h, w) mask, true inside each sample's box [top, bottom) x [left, right) (CutMix's box, the
+    engine's window augmentation)."""
+    h, w = size
+    rows = torch.arange(h, device=top.device)[None, :]
+    cols = torch.arange(w, device=top.device)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < bottom[:, None])
+    inside_cols = (cols >= left[:, None]) & (cols < right[:, None])
+    return (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]

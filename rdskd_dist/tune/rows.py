@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal, Mapping, Optional, get_args, get_type
 
 from pydantic import BaseModel, ConfigDict, create_model
 
-from rdskd_dist.engine.health import SCALAR_KEYS, health_from_flat
+from rdskd_dist.engine.health import SCALAR_KEYS, health_from_flat, scalar_kind
 from rdskd_dist.engine.result import DistillResult
 from rdskd_dist.tune.space import sweepable_options
 
@@ -33,11 +33,7 @@ def _scalar(hint: Any) -> Optional[type]:
 
 RESULT: dict[str, type] = {name: kind for name, hint in get_type_hints(DistillResult).items()
                            if name != "method" and (kind := _scalar(hint)) is not None}
-def _health_kind(key: str) -> type:
-    return bool if key.endswith("collapsed") else int if key.endswith("samples") else float
-
-
-HEALTH: dict[str, type] = {f"health_{key}": _health_kind(key) for key in SCALAR_KEYS}
+HEALTH: dict[str, type] = {f"health_{key}": scalar_kind(key) for key in SCALAR_KEYS}
 DESCRIPTIVE: dict[str, type] = {"schedule": str, "student": str, "precision": str}  # not swept, worth a column
 BUDGET: dict[str, type] = {"budget_generator_steps": int, "budget_student_steps": int}
 # same_as: the key of the trial whose result this row repeats (a plan with the same config, design.shared_trials)
@@ -93,7 +89,7 @@ def outcome_columns(metrics: Mapping[str, Any]) -> dict[str, Any]:
     out = {name: metrics.get(name) for name in RESULT}
     for key in SCALAR_KEYS:
         value = health.get(key)
-        out[f"health_{key}"] = bool(value) if _health_kind(key) is bool and value is not None else value
+        out[f"health_{key}"] = bool(value) if scalar_kind(key) is bool and value is not None else value
     return out
 
 
