@@ -124,6 +124,11 @@ VARIANTS = {
     # 0s large rings (any_teacher_confusion.md); on top of the best short setting
     **{f"rdskd_range10_win3_nomix_zoom{round(10 * z)}": dict(**_RDSKD, w_range=10.0, augment_window=0.3,
                                                              augment_mixup=0.0, augment_zoom=z) for z in (0.5, 1.0)},
+    # DAFL's activation term added to RDSKD (session 24): a globally pooled teacher's penultimate feature is the mean
+    # over positions, so a sample activates it more when its object covers more of the canvas (its 0s were small
+    # blobs, real 0s large rings: session 17's confusions); on top of the best short setting
+    **{f"rdskd_range10_win3_nomix_a{w}": dict(**_RDSKD, w_range=10.0, augment_window=0.3, augment_mixup=0.0, w_a=weight)
+       for w, weight in (("01", 0.1), ("1", 1.0))},
     **{f"rdskd_long{suffix}": dict(_LONG, **extra)
        for suffix, extra in (("", {}), ("_win3", dict(augment_window=0.3)), ("_bn", dict(w_bn=1.0)),
                              ("_bn10", dict(w_bn=10.0)),
@@ -132,6 +137,7 @@ VARIANTS = {
                              ("_bn_flip", dict(w_bn=1.0, augment_flip=True)),
                              # mixup off (session 17: +2.80 on 3 paired seeds at the short budget, GAP teacher)
                              ("_win3_nomix", dict(augment_window=0.3, augment_mixup=0.0)),
+                             ("_win3_nomix_a01", dict(augment_window=0.3, augment_mixup=0.0, w_a=0.1)),
                              ("_win3_nomix_zoom5", dict(augment_window=0.3, augment_mixup=0.0, augment_zoom=0.5)),
                              ("_bn_win3_zoom5", dict(w_bn=1.0, augment_window=0.3, augment_zoom=0.5)),
                              # stage 2 keeps training the generator, one step every 20 student steps, rewarded for
@@ -140,6 +146,10 @@ VARIANTS = {
                              ("_win3_refresh20", dict(augment_window=0.3, adversarial_every=20)))},
     # twice the generator steps (the bank keeps all of them): does the teacher without BN keep gaining from stage 1?
     "rdskd_long_g1600_win3": dict(_LONG, generator_steps=1600, memory_bank=204800, augment_window=0.3),
+    # the CIFAR-10 teacher (session 24): stage 1 kept gaining at the short budget (G400 over G200, session 20), so
+    # twice the generator steps at the long one; and CutMix (session 23), the standard mix for natural images
+    "rdskd_long_bn_g1600": dict(_LONG, w_bn=1.0, generator_steps=1600, memory_bank=204800),
+    "rdskd_long_bn_cutmix": dict(_LONG, w_bn=1.0, augment_mixup=0.0, augment_cutmix=1.0),
     # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,
     # no shift or mixup; with them the game breaks, docs/results/README.md, issue 15), alone and with the priors
     **{f"dfad_off{suffix}": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle",

@@ -135,7 +135,8 @@ class DistillConfig(BaseModel):
     w_oh: Optional[NonNegativeFloat] = Field(None, description="weight of the one-hot (authenticity) term")
     w_ie: Optional[NonNegativeFloat] = Field(None, description="weight of the information-entropy (class diversity) term")
     w_ds: Optional[NonNegativeFloat] = Field(None, description="weight of RDSKD's inter-sample diversity term")
-    w_a: Optional[NonNegativeFloat] = Field(None, description="weight of DAFL's activation term")
+    w_a: Optional[NonNegativeFloat] = Field(None, description="weight of DAFL's activation term "
+                                                         "(DAFL; RDSKD too when set above 0)")
     onehot_targets: Literal["argmax", "balanced"] = Field(
         "argmax", description="targets of the one-hot (authenticity) term of RDSKD and DAFL: the teacher's argmax "
                               "(the methods' own), or balanced: the batch split evenly over the classes, each sample "

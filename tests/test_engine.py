@@ -166,6 +166,8 @@ def test_user_module_teacher(digits_teacher):
     conv_only = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 32), torch.nn.Flatten())
     with pytest.raises(UserError, match="penultimate"):
         run_distillation(cfg.model_copy(update={"method": "dafl"}), teacher=conv_only)
+    with pytest.raises(UserError, match="activation term .* of rdskd needs the teacher's penultimate"):
+        run_distillation(cfg.model_copy(update={"w_a": 0.1}), teacher=conv_only)
 
 
 @pytest.mark.slow

@@ -121,3 +121,17 @@ def test_pixel_range_follows_the_teachers_normalisation(digits_teacher):
     assert torch.allclose(high.flatten(), torch.tensor([(1 - spec.mean[0]) / spec.std[0]]))
     low, high = make_engine(digits_teacher, w_range=1.0, teacher_mean=[0.5], teacher_std=[0.5]).method.pixel_bounds
     assert low.item() == -1.0 and high.item() == 1.0
+
+
+def test_rdskd_weighs_the_activation_term_only_when_asked(digits_teacher):
+    """RDSKD's reference has no activation term (w_a 0); w_a > 0 adds DAFL's, on the penultimate feature."""
+    off = make_engine(digits_teacher, method="rdskd")
+    on = make_engine(digits_teacher, method="rdskd", w_a=0.5)
+    assert off.cfg.w_a == 0.0
+    x, teacher_out = off.samples.fresh(generator_train_mode=True)
+    with torch.no_grad():
+        plain = off.method.generator_loss(x, teacher_out, off.student, 0)
+        active = on.method.generator_loss(x, teacher_out, off.student, 0)
+    assert "a" not in plain and active["a"] < 0  # minus the mean absolute activation
+    assert torch.allclose(active["a"], -teacher_out.penultimate.float().abs().mean())
+    assert torch.allclose(active["total"], plain["total"] + 0.5 * active["a"], atol=1e-5)

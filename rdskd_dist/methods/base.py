@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from rdskd_dist.errors import UserError
 from rdskd_dist.data.registry import input_spec
-from rdskd_dist.methods.losses import BNStatsLoss, pixel_range_loss, total_variation_loss
+from rdskd_dist.methods.losses import BNStatsLoss, activation_loss, pixel_range_loss, total_variation_loss
 from rdskd_dist.models.base import Features
 
 if TYPE_CHECKING:  # config.py imports the method registry, never this module
@@ -97,6 +97,16 @@ class Method:
             terms["bn"] = self.bn_stats.collect()
             terms["total"] = terms["total"] + self.cfg.w_bn * terms["bn"]
         return terms
+
+    def activation_term(self, teacher_out: Features, feature: str = "penultimate") -> torch.Tensor:
+        """DAFL's activation term (minus the mean absolute activation) on one of the teacher's features, for any
+        method that weighs it (`w_a > 0`)."""
+        value = getattr(teacher_out, feature)
+        if value is None:
+            raise UserError(f"the activation term (w_a > 0) of {self.name} needs the teacher's {feature} feature, and "
+                            "this teacher gives none (the penultimate feature is the input of its last nn.Linear, "
+                            "and this teacher calls no nn.Linear); set --w-a 0")
+        return activation_loss(value)
 
     def add_prior_terms(self, terms: Terms, x: torch.Tensor) -> Terms:
         """The image priors every method's generator loss ends with, each only when its weight is on: the

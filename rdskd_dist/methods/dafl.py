@@ -12,9 +12,8 @@ from typing import Callable, Literal
 import torch
 from pydantic import Field
 
-from rdskd_dist.errors import UserError
 from rdskd_dist.methods.base import Method, MethodOptions, Terms
-from rdskd_dist.methods.losses import activation_loss, info_entropy_loss, kd_kl_loss, onehot_loss
+from rdskd_dist.methods.losses import info_entropy_loss, kd_kl_loss, onehot_loss
 from rdskd_dist.methods.registry import register_method
 from rdskd_dist.models.base import Features
 
@@ -55,12 +54,7 @@ class DAFL(Method):
         terms = {"oh": oh, "ie": ie}
         total = cfg.w_oh * oh + cfg.w_ie * ie
         if cfg.w_a > 0:
-            feature = teacher_out.trunk if opts.activation_feature == "trunk" else teacher_out.penultimate
-            if feature is None:
-                raise UserError("DAFL's activation term (w_a > 0) needs the teacher's penultimate feature (the input "
-                                "of its last nn.Linear), and this teacher calls no nn.Linear; set --w-a 0 "
-                                f"(activation_feature={opts.activation_feature})")
-            terms["a"] = activation_loss(feature)
+            terms["a"] = self.activation_term(teacher_out, opts.activation_feature)
             total = total + cfg.w_a * terms["a"]
         terms["total"] = total
         return self.add_prior_terms(terms, x)

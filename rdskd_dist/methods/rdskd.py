@@ -94,6 +94,9 @@ class RDSKD(Method):
             conflicting = self.penalty(conflicting, g_step)
         total = cfg.w_oh * conflicting[0] + cfg.w_ie * conflicting[1] + cfg.w_ds * ds
         terms = {"total": total, "oh": oh, "ie": ie, "ds": ds}
+        if cfg.w_a > 0:  # not in RDSKD's reference (w_a 0): DAFL's term, for teachers whose samples stay small
+            terms["a"] = self.activation_term(teacher_out)
+            terms["total"] = total + cfg.w_a * terms["a"]
         if self.penalty is not None:
             terms["ref_oh"], terms["ref_ie"] = self.penalty.used[0], self.penalty.used[1]
         return self.add_prior_terms(terms, x)
