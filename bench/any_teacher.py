@@ -156,9 +156,16 @@ VARIANTS = {
                                  memory_bank=0, augment_shift=0, augment_mixup=0.0, **prior)
        for suffix, prior in (("", {}), ("_range10", dict(w_range=10.0)), ("_bn", dict(w_bn=1.0)))},
 }
-# The real-data KD references: the same student on the real training images, at the shared student steps (None) or
-# at the rdskd_long* variants'
-REFERENCE_STEPS = {"kd_real_data": None, "kd_real_data_long": _LONG["student_steps"]}
+# A student that pools globally, as these teachers do (session 25): LeNet-5's dense layers learn where the evidence
+# sits in each sample, a GAP student the local evidence itself, which is what a GAP teacher scores
+VARIANTS.update({f"{base}_gapnet": {**VARIANTS[base], "student": "gapnet_half"}
+                 for base in ("rdskd_range10_win3_nomix", "rdskd_range10", "rdskd_bn_range10_win3", "rdskd_bn_range10",
+                              "rdskd_long_win3_nomix", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn")})
+# The real-data KD references: the same student on the real training images, at the shared student steps or at the
+# rdskd_long* variants', with the teacher's student or the GAP student of the *_gapnet variants
+REFERENCES = {f"kd_real_data{budget}{student}": {**steps, **arch}
+              for budget, steps in (("", {}), ("_long", dict(student_steps=_LONG["student_steps"])))
+              for student, arch in (("", {}), ("_gapnet", dict(student="gapnet_half")))}
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")
 TINY_SHARED = dict(batch_size=16, student_steps=10, student_batch_size=16, memory_bank=256, augment_shift=2,
@@ -244,17 +251,18 @@ def get_teacher(name: str, recipe: dict, args) -> tuple[Path, float, float]:
     return path, acc, seconds
 
 
-def kd_real_run(recipe: dict, teacher_path: Path, seed: int, steps: int, batch: int) -> dict:
+def kd_real_run(recipe: dict, teacher_path: Path, seed: int, steps: int, batch: int, student: str) -> dict:
     """The reference: the same student trained by KD on the real training images, same steps and batch."""
     spec = get_spec(recipe["dataset"])
     train = load_split(recipe["dataset"], "train", recipe["data_root"])
     test = load_split(recipe["dataset"], "test", recipe["data_root"])
     teacher, _ = load_teacher(teacher_path, spec, arch=recipe["arch"])
     start = time.perf_counter()
-    student = create_model(recipe["student"], num_classes=spec.num_classes, in_channels=spec.channels)
-    train_net(student, train, epochs=0, batch_size=batch, lr=2e-3, seed=seed, teacher=teacher, steps=steps)
+    model = create_model(student, num_classes=spec.num_classes, in_channels=spec.channels)
+    train_net(model, train, epochs=0, batch_size=batch, lr=2e-3, seed=seed, teacher=teacher, steps=steps)
     seconds = time.perf_counter() - start
-    return {"student_accuracy": evaluate_accuracy(student, test, torch.device("cpu")), "student_steps": steps,
+    return {"student_accuracy": evaluate_accuracy(model, test, torch.device("cpu")), "student_steps": steps,
+            "student": student,
             "train_time_s": seconds, "wall_time_s": seconds, "sample_tv": real_tv(recipe)}
 
 
@@ -268,12 +276,12 @@ def distill_run(name: str, recipe: dict, teacher_path: Path, variant: str, optio
                       if k.startswith("batch_health/") or k in ("iteration", "g_step", "s_step")})
 
     cfg = DistillConfig(dataset=recipe["dataset"], data_root=recipe["data_root"], teacher=str(teacher_path),
-                        teacher_arch=recipe["arch"], student=recipe["student"], seed=seed, device="cpu",
-                        log_every=args.log_every, output=args.teacher_dir / f"{name}_{variant}_s{seed}",
-                        **{**shared, **options})  # a variant may override a shared option
+                        teacher_arch=recipe["arch"], seed=seed, device="cpu", log_every=args.log_every,
+                        output=args.teacher_dir / f"{name}_{variant}_s{seed}",
+                        **{"student": recipe["student"], **shared, **options})  # a variant may override these
     result = run_distillation(cfg, on_report=on_report)
     print(f"{name} {variant}: {result.line()}", flush=True)
-    return {**result.to_dict(), "batch_health_trace": trace, "sample_tv": sample_tv(cfg.output)}
+    return {**result.to_dict(), "student": cfg.student, "batch_health_trace": trace, "sample_tv": sample_tv(cfg.output)}
 
 
 def sample_tv(run_dir: Path, n: int = 512) -> float | None:
@@ -302,6 +310,11 @@ def _steps(run: dict, settings: dict) -> int:
     return run.get("student_steps", settings["shared"]["student_steps"])
 
 
+def _student(run: dict, teachers: dict) -> str:
+    """A row's student (rows written before it was recorded: the teacher recipe's)."""
+    return run.get("student", teachers[run["teacher"]]["student"])
+
+
 def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -324,12 +337,13 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, info in teachers.items():
         mine = [r for r in runs if r["teacher"] == name]
-        for r in sorted(mine, key=lambda r: (r["variant"] not in REFERENCE_STEPS, r["seed"])):
+        for r in sorted(mine, key=lambda r: (r["variant"] not in REFERENCES, r["seed"])):
             # the reference is the real-data KD student of the same seed and the same student steps
-            ref = next((q["student_accuracy"] for q in mine if q["variant"] in REFERENCE_STEPS
-                        and q["seed"] == r["seed"] and _steps(q, settings) == _steps(r, settings)), None)
+            ref = next((q["student_accuracy"] for q in mine if q["variant"] in REFERENCES and q["seed"] == r["seed"]
+                        and _steps(q, settings) == _steps(r, settings)
+                        and _student(q, teachers) == _student(r, teachers)), None)
             h = r.get("health") or {}
-            share = None if ref is None or r["variant"] in REFERENCE_STEPS else 100 * r["student_accuracy"] / ref
+            share = None if ref is None or r["variant"] in REFERENCES else 100 * r["student_accuracy"] / ref
             rows.append(f"| {name} ({info['test_accuracy']:.2f}) | {r['variant']} | {r['seed']} "
                         f"| {r['student_accuracy']:.2f} | {_fmt(share)} | {_fmt(h.get('effective_classes'))} "
                         f"| {_fmt(h.get('top_class_fraction'), '.2f')} | {_fmt(h.get('mean_confidence'), '.2f')} "
@@ -350,8 +364,9 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
           f"Shared budget: `{json.dumps(settings['shared'])}`; variants: `{json.dumps(settings['variants'])}`. "
           f"`kd_real_data`: the same student, {settings['shared']['student_steps']} steps at batch "
           f"{settings['shared']['student_batch_size']} on real training images with the teacher's soft labels (T=4, "
-          f"Adam one-cycle 2e-3); `kd_real_data_long`: the same at {REFERENCE_STEPS['kd_real_data_long']} steps, the "
-          "reference of the rdskd_long* rows (% of KD-real compares runs of equal student steps). Health numbers (from 8 fresh batches of the final generator, no test data): "
+          f"Adam one-cycle 2e-3); `kd_real_data_long`: the same at {REFERENCES['kd_real_data_long']['student_steps']} "
+          "steps, the reference of the rdskd_long* rows; `*_gapnet`: the GAP student gapnet_half instead of the "
+          "teacher recipe's (% of KD-real compares runs of equal student steps and the same student). Health numbers (from 8 fresh batches of the final generator, no test data): "
           "effective classes = exp(entropy of the teacher's class histogram), top class = largest class share, "
           "teacher conf. = mean max-softmax, agreement = student-teacher top-1 agreement on those samples. Sample TV: "
           "the w_tv prior's measure (mean squared difference of neighbouring pixels, normalised inputs) on 512 samples "
@@ -366,8 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teachers", nargs="+", default=["gn_gap_cnn", "shufflenet_1ch", "small_cifar_cnn"],
                    choices=list(TEACHERS))
-    p.add_argument("--variants", nargs="+", default=["rdskd", "dfad"], choices=[*VARIANTS, "kd_real_data_long"],
-                   help="kd_real_data_long: the real-data KD reference at the rdskd_long* student steps")
+    p.add_argument("--variants", nargs="+", default=["rdskd", "dfad"], choices=[*VARIANTS, *REFERENCES],
+                   help="kd_real_data*: the real-data KD references (the shared or the rdskd_long* student steps; the "
+                        "teacher recipe's student or the GAP student of the *_gapnet variants)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--no-reference", action="store_true", help="skip the real-data KD reference")
     p.add_argument("--log-every", type=int, default=100)
@@ -393,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
                 "threads": torch.get_num_threads()}
     for r in runs:  # rows written before the sample-TV column: measured from what those runs left
         if "sample_tv" not in r and r["teacher"] in TEACHERS and not args.tiny:
-            r["sample_tv"] = (real_tv(TEACHERS[r["teacher"]]) if r["variant"] in REFERENCE_STEPS else
+            r["sample_tv"] = (real_tv(TEACHERS[r["teacher"]]) if r["variant"] in REFERENCES else
                               sample_tv(args.teacher_dir / f"{r['teacher']}_{r['variant']}_s{r['seed']}"))
     started = time.perf_counter()
     for name, recipe in recipes.items():
@@ -405,9 +421,11 @@ def main(argv: list[str] | None = None) -> None:
             for variant in todo:
                 if any(r["teacher"] == name and r["variant"] == variant and r["seed"] == seed for r in runs):
                     continue
-                if variant in REFERENCE_STEPS:
-                    steps = REFERENCE_STEPS[variant] or shared["student_steps"]
-                    row = kd_real_run(recipe, teacher_path, seed, steps, shared["student_batch_size"])
+                if variant in REFERENCES:
+                    reference = {"student_steps": shared["student_steps"], "student": recipe["student"],
+                                 **REFERENCES[variant]}
+                    row = kd_real_run(recipe, teacher_path, seed, reference["student_steps"],
+                                      shared["student_batch_size"], reference["student"])
                     print(f"{name} {variant}: student_acc={row['student_accuracy']:.2f}% "
                           f"train={row['train_time_s']:.0f}s", flush=True)
                 else:

@@ -4,7 +4,8 @@ import torch
 from rdskd_dist.errors import UnknownNameError, UserError
 from rdskd_dist.models import create_model, create_model_from_spec, list_models, model_spec
 
-CLASSIFIERS = ["lenet5", "lenet5_half", "resnet18", "resnet34", "wrn16_1", "wrn16_2", "wrn40_1", "wrn40_2"]
+CLASSIFIERS = ["gapnet", "gapnet_half", "lenet5", "lenet5_half", "resnet18", "resnet34", "wrn16_1", "wrn16_2", "wrn40_1",
+               "wrn40_2"]
 
 
 def test_registry_lists_every_network():
@@ -32,6 +33,22 @@ def test_parameter_counts_match_the_reference_architectures():
     assert count("wrn16_1") == 175_066
     half = create_model("lenet5_half", in_channels=1)
     assert [half.conv1.out_channels, half.conv2.out_channels, half.conv3.out_channels, half.fc1.out_features] == [3, 8, 60, 42]
+
+
+def test_the_gap_student_takes_any_input_size_and_scores_an_object_wherever_it_sits():
+    """The GAP student averages local evidence: an object moved by a multiple of its total stride (4), away from
+    the borders, scores the same (LeNet-5 would not), and any input size gives logits."""
+    torch.manual_seed(0)
+    half = create_model("gapnet_half", in_channels=1, image_size=48).eval()
+    assert [c.out_channels for c in half.convs] == [8, 16, 16, 32]
+    assert sum(p.numel() for p in half.parameters()) < sum(p.numel() for p in create_model("lenet5_half").parameters())
+    canvas = torch.zeros(1, 1, 48, 48)
+    canvas[..., 16:22, 16:22] = torch.rand(6, 6)
+    moved = torch.roll(canvas, (4, 8), (2, 3))
+    assert torch.allclose(half(canvas), half(moved), atol=1e-6)
+    assert not torch.allclose(half(canvas), half(torch.roll(canvas, (1, 0), (2, 3))), atol=1e-6)  # stride 4, not 1
+    for size in (20, 28, 32):
+        assert half(torch.randn(3, 1, size, size)).shape == (3, 10)
 
 
 def test_bn_layers_exposed():

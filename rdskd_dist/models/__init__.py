@@ -1,6 +1,6 @@
 """Networks by name: `create_model("resnet18", num_classes=10, in_channels=3)`."""
 
-from rdskd_dist.models import generator, lenet, resnet, wrn  # noqa: F401  (register the models)
+from rdskd_dist.models import gapnet, generator, lenet, resnet, wrn  # noqa: F401  (register the models)
 from rdskd_dist.models.base import Classifier, Features, LogitsOnly, as_classifier
 from rdskd_dist.models.registry import (
     create_model,
