@@ -338,7 +338,7 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
     for name, info in teachers.items():
         mine = [r for r in runs if r["teacher"] == name]
         for r in sorted(mine, key=lambda r: (r["variant"] not in REFERENCES, r["seed"])):
-            # the reference is the real-data KD student of the same seed and the same student steps
+            # the reference is the real-data KD student of the same seed, student steps and student
             ref = next((q["student_accuracy"] for q in mine if q["variant"] in REFERENCES and q["seed"] == r["seed"]
                         and _steps(q, settings) == _steps(r, settings)
                         and _student(q, teachers) == _student(r, teachers)), None)
