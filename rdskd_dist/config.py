@@ -71,6 +71,10 @@ class DistillConfig(BaseModel):
     pool_snapshots: PositiveInt = Field(1, description="two-stage: draw the pool in this many equal slices from the "
                                                        "generator at evenly spaced points of stage 1, the last at its "
                                                        "end (1: all from the final generator)")
+    pool_generator_mode: Literal["eval", "train"] = Field(
+        "eval", description="two-stage: how the generator's BN layers normalise while it draws the pool: eval "
+                            "(running statistics, the reference's frozen generator) or train (each batch by its own "
+                            "statistics, as stage 1 made the memory bank's samples; running statistics untouched)")
     batch_size: PositiveInt = Field(512, description="generated samples per step (per worker when distributed)")
     student_batch_size: Optional[PositiveInt] = Field(
         None, description="samples per student step drawn from the pool or memory bank (default: batch_size)")

@@ -181,6 +181,31 @@ def test_pool_snapshots_draw_slices_from_one_generator_during_stage_1_without_ch
         DistillConfig(**{**base, "sample_pool": 4}, pool_snapshots=2, generators=2)
 
 
+def test_a_train_mode_pool_normalises_each_batch_by_its_own_statistics_and_leaves_the_running_ones(digits_teacher):
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    base = dict(method="rdskd", generator_steps=3, student_steps=1, batch_size=8, sample_pool=2, log_every=100,
+                eval_teacher=False)
+    engines = {mode: Distiller(DistillConfig(**base, pool_generator_mode=mode), teacher, spec, torch.device("cpu"))
+               for mode in ("eval", "train")}
+    for engine in engines.values():
+        for _ in range(3):
+            engine.step()  # stage 1, identical in both
+    before = {k: v.clone() for k, v in engines["train"].generator.state_dict().items()}
+    for engine in engines.values():
+        engine.step()  # the first student step draws the pool
+    pools = {mode: engine.samples.pool[0][:16] for mode, engine in engines.items()}
+    assert pools["eval"].shape == pools["train"].shape == (16, *pools["eval"].shape[1:])
+    assert not torch.allclose(pools["eval"], pools["train"])  # the two modes normalise differently
+    # the generator ends in a BN without affine: in train mode each pool batch of 8 has mean 0 exactly
+    assert all(abs(float(batch.mean())) < 1e-4 for batch in pools["train"].float().split(8))
+    assert any(abs(float(batch.mean())) > 1e-3 for batch in pools["eval"].float().split(8))
+    generator = engines["train"].generator
+    for key, value in generator.state_dict().items():  # running statistics as stage 1 left them
+        assert torch.equal(value, before[key]), key
+    assert not generator.training
+
+
 def test_several_generators_need_the_two_stage_schedule(digits_teacher):
     import pytest
 

@@ -235,7 +235,11 @@ class SampleSource:
         """Draw slice `index` of the pool from the current (eval-mode) generator. Each slice has its own
         seed, so a resumed run rebuilds the same pool."""
         pool_noise = torch.Generator(device=self.device).manual_seed(self.pool_seed + 7 * index)
-        generator = unwrap(self.generator).eval()
+        batch_statistics = self.cfg.pool_generator_mode == "train"
+        generator = unwrap(self.generator).train(batch_statistics)
+        # a train-mode pass would move the running statistics: keep them as stage 1 left them
+        kept = {k: v.clone() for k, v in generator.state_dict().items() if "running_" in k or "num_batches" in k} \
+            if batch_statistics else {}
         xs, outs = [], []
         for _ in range(self._slice_sizes()[index]):
             with autocast(self.device, self.cfg.precision):
@@ -245,6 +249,9 @@ class SampleSource:
             self.clock.charge("teacher")
             xs.append(x)
             outs.append(self._student_view(out))
+        if kept:
+            generator.load_state_dict(kept, strict=False)
+        generator.eval()
         if xs:
             self.snapshots.append((torch.cat(xs), _cat(outs)))
 
