@@ -158,14 +158,18 @@ VARIANTS = {
 }
 # A student that pools globally, as these teachers do (session 25): LeNet-5's dense layers learn where the evidence
 # sits in each sample, a GAP student the local evidence itself, which is what a GAP teacher scores
-VARIANTS.update({f"{base}_gapnet": {**VARIANTS[base], "student": "gapnet_half"}
+# ... and the full-width LeNet-5 (session 26; 4x LeNet-5-half's parameters): students of teachers outside the zoo
+# agree with their teacher on only 67-81% of fresh generated samples, so is the half-width student too small?
+STUDENTS = {"_gapnet": "gapnet_half", "_lenet5": "lenet5"}
+VARIANTS.update({f"{base}{suffix}": {**VARIANTS[base], "student": student}
                  for base in ("rdskd_range10_win3_nomix", "rdskd_range10", "rdskd_bn_range10_win3", "rdskd_bn_range10",
-                              "rdskd_long_win3_nomix", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn")})
+                              "rdskd_long_win3_nomix", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn")
+                 for suffix, student in STUDENTS.items()})
 # The real-data KD references: the same student on the real training images, at the shared student steps or at the
-# rdskd_long* variants', with the teacher's student or the GAP student of the *_gapnet variants
-REFERENCES = {f"kd_real_data{budget}{student}": {**steps, **arch}
+# rdskd_long* variants', with the teacher's student or the student of the *_gapnet / *_lenet5 variants
+REFERENCES = {f"kd_real_data{budget}{suffix}": {**steps, **arch}
               for budget, steps in (("", {}), ("_long", dict(student_steps=_LONG["student_steps"])))
-              for student, arch in (("", {}), ("_gapnet", dict(student="gapnet_half")))}
+              for suffix, arch in (("", {}), *((k, dict(student=v)) for k, v in STUDENTS.items()))}
 TINY_TEACHER = dict(dataset="digits", data_root=None, epochs=2, batch_size=64, lr=3e-3, flip=False, crop=0,
                     student="lenet5_half")
 TINY_SHARED = dict(batch_size=16, student_steps=10, student_batch_size=16, memory_bank=256, augment_shift=2,
@@ -365,8 +369,8 @@ def write(args, settings: dict, teachers: dict, runs: list[dict], wall: float) -
           f"`kd_real_data`: the same student, {settings['shared']['student_steps']} steps at batch "
           f"{settings['shared']['student_batch_size']} on real training images with the teacher's soft labels (T=4, "
           f"Adam one-cycle 2e-3); `kd_real_data_long`: the same at {REFERENCES['kd_real_data_long']['student_steps']} "
-          "steps, the reference of the rdskd_long* rows; `*_gapnet`: the GAP student gapnet_half instead of the "
-          "teacher recipe's (% of KD-real compares runs of equal student steps and the same student). Health numbers (from 8 fresh batches of the final generator, no test data): "
+          "steps, the reference of the rdskd_long* rows; `*_gapnet` / `*_lenet5`: the GAP student gapnet_half / the "
+          "full-width LeNet-5 instead of the teacher recipe's (% of KD-real compares runs of equal student steps and the same student). Health numbers (from 8 fresh batches of the final generator, no test data): "
           "effective classes = exp(entropy of the teacher's class histogram), top class = largest class share, "
           "teacher conf. = mean max-softmax, agreement = student-teacher top-1 agreement on those samples. Sample TV: "
           "the w_tv prior's measure (mean squared difference of neighbouring pixels, normalised inputs) on 512 samples "
@@ -383,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
                    choices=list(TEACHERS))
     p.add_argument("--variants", nargs="+", default=["rdskd", "dfad"], choices=[*VARIANTS, *REFERENCES],
                    help="kd_real_data*: the real-data KD references (the shared or the rdskd_long* student steps; the "
-                        "teacher recipe's student or the GAP student of the *_gapnet variants)")
+                        "teacher recipe's student or that of the *_gapnet / *_lenet5 variants)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--no-reference", action="store_true", help="skip the real-data KD reference")
     p.add_argument("--log-every", type=int, default=100)
