@@ -232,8 +232,9 @@ class SampleSource:
 
     @torch.no_grad()
     def snapshot(self, index: int) -> None:
-        """Draw slice `index` of the pool from the current (eval-mode) generator. Each slice has its own
-        seed, so a resumed run rebuilds the same pool."""
+        """Draw slice `index` of the pool from the current generator (eval mode, or train mode with
+        `pool_generator_mode train`); it is left in eval mode. Each slice has its own seed, so a resumed run
+        rebuilds the same pool."""
         pool_noise = torch.Generator(device=self.device).manual_seed(self.pool_seed + 7 * index)
         batch_statistics = self.cfg.pool_generator_mode == "train"
         generator = unwrap(self.generator).train(batch_statistics)
