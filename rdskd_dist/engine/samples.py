@@ -239,8 +239,7 @@ class SampleSource:
         batch_statistics = self.cfg.pool_generator_mode == "train"
         generator = unwrap(self.generator).train(batch_statistics)
         # a train-mode pass would move the running statistics: keep them as stage 1 left them
-        kept = {k: v.clone() for k, v in generator.state_dict().items() if "running_" in k or "num_batches" in k} \
-            if batch_statistics else {}
+        kept = [(buffer, buffer.clone()) for buffer in generator.buffers()] if batch_statistics else []
         xs, outs = [], []
         for _ in range(self._slice_sizes()[index]):
             with autocast(self.device, self.cfg.precision):
@@ -250,8 +249,8 @@ class SampleSource:
             self.clock.charge("teacher")
             xs.append(x)
             outs.append(self._student_view(out))
-        if kept:
-            generator.load_state_dict(kept, strict=False)
+        for buffer, value in kept:
+            buffer.copy_(value)
         generator.eval()
         if xs:
             self.snapshots.append((torch.cat(xs), _cat(outs)))
