@@ -156,6 +156,18 @@ VARIANTS = {
                                  memory_bank=0, augment_shift=0, augment_mixup=0.0, **prior)
        for suffix, prior in (("", {}), ("_range10", dict(w_range=10.0)), ("_bn", dict(w_bn=1.0)))},
 }
+# The baselines as tune/mnist-robustness-long.yaml trains them at their reference weights (mnist_fast.py's
+# dafl_long_range_baloh, dfad[_ar_vi]_long_off_range), at the full-width generator, with the teacher's priors as
+# RDSKD's rows have them: the BN-statistics term on a BN teacher (_bn), and DAFL, whose student learns from the bank
+# as RDSKD's does, with the same student window (DFAD's game stays on the exact adversarial batch: no bank, no
+# augmentation; session 27)
+_FULL_GENERATOR = dict(generator_width=1.0)
+_DFAD_OFF = dict(memory_bank=0, augment_shift=0, augment_mixup=0.0)
+for _bn_suffix, _bn in (("", {}), ("_bn", dict(w_bn=1.0))):
+    VARIANTS[f"dafl_long{_bn_suffix}_win3"] = {**CONFIGS["dafl_long_range_baloh"], **_FULL_GENERATOR, **_bn,
+                                               "augment_window": 0.3}
+    VARIANTS.update({f"{m}_long_off{_bn_suffix}": {**CONFIGS[f"{m}_long_off_range"], **_FULL_GENERATOR, **_DFAD_OFF, **_bn}
+                     for m in ("dfad", "dfad_ar_vi")})
 # A student that pools globally, as these teachers do (session 25): LeNet-5's dense layers learn where the evidence
 # sits in each sample, a GAP student the local evidence itself, which is what a GAP teacher scores
 # ... and the full-width LeNet-5 (session 26; 4x LeNet-5-half's parameters): students of teachers outside the zoo
@@ -163,7 +175,9 @@ VARIANTS = {
 STUDENTS = {"_gapnet": "gapnet_half", "_lenet5": "lenet5"}
 VARIANTS.update({f"{base}{suffix}": {**VARIANTS[base], "student": student}
                  for base in ("rdskd_range10_win3_nomix", "rdskd_range10", "rdskd_bn_range10_win3", "rdskd_bn_range10",
-                              "rdskd_long_win3_nomix", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn")
+                              "rdskd_long_win3_nomix", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn",
+                              "dafl_long_win3", "dafl_long_bn_win3", "dfad_long_off", "dfad_long_off_bn",
+                              "dfad_ar_vi_long_off", "dfad_ar_vi_long_off_bn")
                  for suffix, student in STUDENTS.items()})
 # The real-data KD references: the same student on the real training images, at the shared student steps or at the
 # rdskd_long* variants', with the teacher's student or the student of the *_gapnet / *_lenet5 variants
