@@ -79,6 +79,8 @@ _RDSKD = dict(method="rdskd", generator_steps=200, sample_pool=40, student_lr_sc
 # bench/mnist_fast.py's rdskd_long_range (the zoo LeNet-5's best 10-minute setting: 98.21 +- 0.02 on AMD) for a
 # teacher outside the zoo, at the reference generator's full width: 800 generator and 16,000 student steps, bf16
 _LONG = {**CONFIGS["rdskd_long_range"], "generator_width": 1.0}
+# DFAD as its authors train it: the student on the exact batch the generator made adversarial
+_DFAD_OFF = dict(memory_bank=0, augment_shift=0, augment_mixup=0.0)
 VARIANTS = {
     "rdskd": dict(_RDSKD),
     "dfad": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle"),
@@ -153,7 +155,7 @@ VARIANTS = {
     # DFAD as its authors train it: the student on the exact batch the generator made adversarial (no bank replay,
     # no shift or mixup; with them the game breaks, docs/results/README.md, issue 15), alone and with the priors
     **{f"dfad_off{suffix}": dict(method="dfad", student_steps_per_generator_step=5, student_lr_schedule="onecycle",
-                                 memory_bank=0, augment_shift=0, augment_mixup=0.0, **prior)
+                                 **_DFAD_OFF, **prior)
        for suffix, prior in (("", {}), ("_range10", dict(w_range=10.0)), ("_bn", dict(w_bn=1.0)))},
 }
 # The baselines as tune/mnist-robustness-long.yaml trains them at their reference weights (mnist_fast.py's
@@ -161,13 +163,11 @@ VARIANTS = {
 # RDSKD's rows have them: the BN-statistics term on a BN teacher (_bn), and DAFL, whose student learns from the bank
 # as RDSKD's does, with the same student window (DFAD's game stays on the exact adversarial batch: no bank, no
 # augmentation; session 27)
-_FULL_GENERATOR = dict(generator_width=1.0)
-_DFAD_OFF = dict(memory_bank=0, augment_shift=0, augment_mixup=0.0)
-for _bn_suffix, _bn in (("", {}), ("_bn", dict(w_bn=1.0))):
-    VARIANTS[f"dafl_long{_bn_suffix}_win3"] = {**CONFIGS["dafl_long_range_baloh"], **_FULL_GENERATOR, **_bn,
-                                               "augment_window": 0.3}
-    VARIANTS.update({f"{m}_long_off{_bn_suffix}": {**CONFIGS[f"{m}_long_off_range"], **_FULL_GENERATOR, **_DFAD_OFF, **_bn}
-                     for m in ("dfad", "dfad_ar_vi")})
+_BN_PRIOR = {"": {}, "_bn": dict(w_bn=1.0)}
+VARIANTS.update({f"dafl_long{bn}_win3": {**CONFIGS["dafl_long_range_baloh"], "generator_width": 1.0, **prior,
+                                         "augment_window": 0.3} for bn, prior in _BN_PRIOR.items()})
+VARIANTS.update({f"{m}_long_off{bn}": {**CONFIGS[f"{m}_long_off_range"], "generator_width": 1.0, **_DFAD_OFF, **prior}
+                 for m in ("dfad", "dfad_ar_vi") for bn, prior in _BN_PRIOR.items()})
 # A student that pools globally, as these teachers do (session 25): LeNet-5's dense layers learn where the evidence
 # sits in each sample, a GAP student the local evidence itself, which is what a GAP teacher scores
 # ... and the full-width LeNet-5 (session 26; 4x LeNet-5-half's parameters): students of teachers outside the zoo
