@@ -297,6 +297,28 @@ def test_summary_statistics_and_failures_are_not_scored():
     assert describe([]) ["mean"] is None and describe([5.0])["std"] == 0.0
 
 
+def test_sensitivity_says_which_swept_option_moves_the_score():
+    """The score rises with w_oh and not with w_ie (shuffled against it); an option the method does not use, or too
+    few trials, gets no line."""
+    oh = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 8.0, 10.0, 0.3]
+    ie = [5.0, 0.1, 2.0, 0.3, 8.0, 1.0, 0.2, 3.0, 0.5]
+    rows = [{**_row("rdskd", i, 97.0 + 0.1 * i if i < 8 else 97.15), "mult_w_oh": oh[i], "mult_w_ie": ie[i],
+             "mult_w_a": oh[i]} for i in range(9)]
+    rows += [{**_row("dafl", i, 90.0), "mult_w_oh": oh[i]} for i in range(4)]
+    s = summarize(rows, ["rdskd", "dafl"], "rdskd",
+                  swept={"rdskd": {"w_oh": "mult_w_oh", "w_ie": "mult_w_ie"}, "dafl": {"w_oh": "mult_w_oh"}})
+    sens = s["methods"]["rdskd"]["sensitivity"]
+    assert set(sens) == {"w_oh", "w_ie"} and sens["w_oh"]["spearman"] == pytest.approx(1.0)
+    assert abs(sens["w_ie"]["spearman"]) < 0.5 and sens["w_oh"]["trials"] == 9
+    # thirds by w_oh: 0.1/0.2/0.3 -> 97.0, 97.1, 97.15; 5/8/10 -> 97.5, 97.6, 97.7
+    assert sens["w_oh"]["low_third_mean"] == pytest.approx((97.0 + 97.1 + 97.15) / 3)
+    assert sens["w_oh"]["high_third_mean"] == pytest.approx(97.6)
+    assert s["methods"]["dafl"]["sensitivity"] == {}  # 4 trials: too few
+    md = markdown(s)
+    assert "## What moves the score" in md and "- rdskd (9 trials): w_oh rho +1.00 (97.08 at <= 0.3, 97.60 at >= 5)" in md
+    assert "## What moves the score" not in markdown(summarize(rows, ["rdskd"], "rdskd"))  # no swept options given
+
+
 def test_health_and_score_from_the_spec():
     """Health columns reach the table; a `min` score ranks, pairs and picks the best the other way round."""
     from rdskd_dist.tune.score import Objective

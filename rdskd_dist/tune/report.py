@@ -76,9 +76,35 @@ def health(ok: list[dict[str, Any]]) -> dict[str, Any]:
             "generator_only": sum(bool(r.get("health_collapsed")) and not _student_samples_collapsed(r) for r in ok)}
 
 
+MIN_TRIALS_FOR_SENSITIVITY = 6
+
+
+def sensitivity(scored: list[dict[str, Any]], columns: dict[str, str], score: Objective) -> dict[str, dict[str, Any]]:
+    """Which swept option moves the score, and which way: per option (its row column), Spearman's rank correlation
+    of the score with the option's value, and the mean score over the trials with its lowest and its highest third
+    of values. Options with fewer than MIN_TRIALS_FOR_SENSITIVITY scored trials or under 3 distinct values are left
+    out. A correlation over one sweep's points is a lead for a paired run, not a result."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, dict[str, Any]] = {}
+    for option, column in columns.items():
+        pairs = sorted((float(r[column]), score.value(r)) for r in scored
+                       if isinstance(r.get(column), (int, float)) and math.isfinite(float(r[column])))
+        if len(pairs) < MIN_TRIALS_FOR_SENSITIVITY or len({x for x, _ in pairs}) < 3:
+            continue
+        values, scores = zip(*pairs)
+        third = len(pairs) // 3
+        out[option] = {"column": column, "trials": len(pairs), "spearman": float(spearmanr(values, scores).statistic),
+                       "low_third_mean": float(np.mean(scores[:third])), "low_third_upto": values[third - 1],
+                       "high_third_mean": float(np.mean(scores[-third:])), "high_third_from": values[-third]}
+    return out
+
+
 def summarize(rows: list[dict[str, Any]], methods: list[str], reference: str, mode: str = "robustness",
-              name: str = "", expected: Optional[int] = None, objective: Optional[Objective] = None) -> dict[str, Any]:
-    """The summary as plain data (what summary.json holds)."""
+              name: str = "", expected: Optional[int] = None, objective: Optional[Objective] = None,
+              swept: Optional[dict[str, dict[str, str]]] = None) -> dict[str, Any]:
+    """The summary as plain data (what summary.json holds). `swept`: per method, the options the sweep varies for
+    it and their row columns (for `sensitivity`)."""
     score = objective or Objective()
     by_method: dict[str, dict[str, Any]] = {}
     ref_score = {_unit(r): score.value(r) for r in score.scored(rows) if r["method"] == reference}
@@ -91,6 +117,7 @@ def summarize(rows: list[dict[str, Any]], methods: list[str], reference: str, mo
             "stopped": sum(r.get("status") == "stopped" for r in mine),
             "repeats": sum(bool(r.get("same_as")) for r in mine),  # rows that copy another trial's result
             **describe((score.value(r) for r in scored), score.mode), "health": health(ok),
+            "sensitivity": sensitivity(scored, (swept or {}).get(method, {}), score),
         }
         if mode == "robustness" and method != reference:
             pairs = [(score.value(r), ref_score[_unit(r)]) for r in scored if _unit(r) in ref_score]
@@ -136,6 +163,19 @@ def same_points(summary: dict[str, Any]) -> list[str]:
         lines.append(f"{method} {_f(mine['mean'])} +- {_f(mine['std'])} (min {_f(mine['min'])}) against {reference} "
                      f"{_f(ref['mean'])} +- {_f(ref['std'])} (min {_f(ref['min'])}) on the same {p['pairs']} "
                      f"point-seed pairs: {verdict}")
+    return lines
+
+
+def what_moves_the_score(summary: dict[str, Any]) -> list[str]:
+    """One line per method with a sensitivity: its options by the size of their rank correlation with the score."""
+    lines = []
+    for method, s in summary["methods"].items():
+        options = sorted((s.get("sensitivity") or {}).items(), key=lambda kv: -abs(kv[1]["spearman"]))
+        if not options:
+            continue
+        parts = [f"{name} rho {o['spearman']:+.2f} ({_f(o['low_third_mean'])} at <= {o['low_third_upto']:.3g}, "
+                 f"{_f(o['high_third_mean'])} at >= {o['high_third_from']:.3g})" for name, o in options]
+        lines.append(f"{method} ({options[0][1]['trials']} trials): " + "; ".join(parts))
     return lines
 
 
@@ -222,6 +262,13 @@ def markdown(summary: dict[str, Any]) -> str:
         paired = same_points(summary)
         if paired:
             lines += ["", "## On the same points", ""] + [f"- {line}" for line in paired]
+    moved = what_moves_the_score(summary)
+    if moved:
+        lines += ["", "## What moves the score", ""] + [f"- {line}" for line in moved]
+        lines += ["", "rho: Spearman's rank correlation of the score with the option's value (a multiplier of the "
+                  "reference for a relative option); in brackets the mean score over the trials with the lowest and "
+                  "the highest third of its values. Over one sweep's points it is a lead for a paired run, not a "
+                  "result."]
     best = [(m, s["best"]) for m, s in summary["methods"].items() if s.get("best")]
     if summary["mode"] == "optimize" and best:
         lines += ["", "## Best trials", ""]
@@ -258,6 +305,14 @@ def timing_summary(rows: list[dict[str, Any]]) -> Optional[str]:
             f"{100 * over:.0f}% outside training{share}")
 
 
+def swept_columns(spec: SweepSpec) -> dict[str, dict[str, str]]:
+    """Per method, the options the spec varies for it (design.varied_options) and the row column of each."""
+    from rdskd_dist.tune.design import varied_options
+
+    return {m: {name: f"mult_{name}" if dim.relative else name
+                for name, dim in varied_options(spec.base, m, spec.space).items()} for m in spec.methods}
+
+
 @dataclass
 class SweepOutcome:
     spec: SweepSpec
@@ -291,7 +346,7 @@ def report_sweep(spec: SweepSpec, folder: SweepFolder, console, plots: bool = Tr
                                                 r.get("seed") or 0, r["key"]))
     folder.write_parquet(rows, design_columns=[k for k, d in spec.space.items() if d.relative])
     summary = summarize(rows, spec.methods, spec.reference, spec.mode, spec.name, mode.expected_trials(spec),
-                        spec.objective)
+                        spec.objective, swept_columns(spec))
     write_summary(summary, folder.path)
     made: list[Path] = []
     if plots and rows:
