@@ -139,6 +139,10 @@ VARIANTS = {
                              ("_bn_flip", dict(w_bn=1.0, augment_flip=True)),
                              # mixup off (session 17: +2.80 on 3 paired seeds at the short budget, GAP teacher)
                              ("_win3_nomix", dict(augment_window=0.3, augment_mixup=0.0)),
+                             # two generators of 400 steps from fresh initialisations instead of one of 800: the BN-free
+                             # teacher's seeds spread 89-95 (session 26), and two generators narrowed the zoo teacher's
+                             # seed spread 0.28 -> 0.11 (session 11); session 28
+                             ("_win3_nomix_gen2", dict(augment_window=0.3, augment_mixup=0.0, generators=2)),
                              ("_win3_nomix_a01", dict(augment_window=0.3, augment_mixup=0.0, w_a=0.1)),
                              ("_win3_nomix_zoom5", dict(augment_window=0.3, augment_mixup=0.0, augment_zoom=0.5)),
                              ("_bn_win3_zoom5", dict(w_bn=1.0, augment_window=0.3, augment_zoom=0.5)),
@@ -164,8 +168,10 @@ VARIANTS = {
 # as RDSKD's does, with the same student window (DFAD's game stays on the exact adversarial batch: no bank, no
 # augmentation; session 27)
 _BN_PRIOR = {"": {}, "_bn": dict(w_bn=1.0)}
-VARIANTS.update({f"dafl_long{bn}_win3": {**CONFIGS["dafl_long_range_baloh"], "generator_width": 1.0, **prior,
-                                         "augment_window": 0.3} for bn, prior in _BN_PRIOR.items()})
+# (and without the window, as the CIFAR-10 teacher's RDSKD row rdskd_long_bn has none; session 28)
+_WINDOW = {"": {}, "_win3": dict(augment_window=0.3)}
+VARIANTS.update({f"dafl_long{bn}{win}": {**CONFIGS["dafl_long_range_baloh"], "generator_width": 1.0, **prior, **window}
+                 for bn, prior in _BN_PRIOR.items() for win, window in _WINDOW.items()})
 VARIANTS.update({f"{m}_long_off{bn}": {**CONFIGS[f"{m}_long_off_range"], "generator_width": 1.0, **_DFAD_OFF, **prior}
                  for m in ("dfad", "dfad_ar_vi") for bn, prior in _BN_PRIOR.items()})
 # A student that pools globally, as these teachers do (session 25): LeNet-5's dense layers learn where the evidence
@@ -175,7 +181,7 @@ VARIANTS.update({f"{m}_long_off{bn}": {**CONFIGS[f"{m}_long_off_range"], "genera
 STUDENTS = {"_gapnet": "gapnet_half", "_lenet5": "lenet5"}
 VARIANTS.update({f"{base}{suffix}": {**VARIANTS[base], "student": student}
                  for base in ("rdskd_range10_win3_nomix", "rdskd_range10", "rdskd_bn_range10_win3", "rdskd_bn_range10",
-                              "rdskd_long_win3_nomix", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn",
+                              "rdskd_long_win3_nomix", "rdskd_long_win3_nomix_gen2", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn",
                               "dafl_long_win3", "dafl_long_bn_win3", "dfad_long_off", "dfad_long_off_bn",
                               "dfad_ar_vi_long_off", "dfad_ar_vi_long_off_bn")
                  for suffix, student in STUDENTS.items()})
