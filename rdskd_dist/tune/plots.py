@@ -84,7 +84,7 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
     from rdskd_dist.tune.design import varied_options
 
     plt = _plt()
-    varied = {m: varied_options(spec.base, m, spec.space) for m in spec.methods}
+    varied = {m: varied_options(spec.base_for(m), m, spec.space) for m in spec.methods}
     n = len(spec.space)
     cols = min(n, 3)
     nrows = (n + cols - 1) // cols
@@ -131,7 +131,7 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: dict[str, dict[str, float]] = {}
     for m in spec.methods:
-        space = varied_options(spec.base, m, spec.space)
+        space = varied_options(spec.base_for(m), m, spec.space)
         dists = {name: dim.distribution() for name, dim in space.items()}
         if not dists:
             continue

@@ -310,7 +310,7 @@ def swept_columns(spec: SweepSpec) -> dict[str, dict[str, str]]:
     from rdskd_dist.tune.design import varied_options
 
     return {m: {name: f"mult_{name}" if dim.relative else name
-                for name, dim in varied_options(spec.base, m, spec.space).items()} for m in spec.methods}
+                for name, dim in varied_options(spec.base_for(m), m, spec.space).items()} for m in spec.methods}
 
 
 @dataclass
