@@ -181,7 +181,8 @@ VARIANTS.update({f"{m}_long_off{bn}": {**CONFIGS[f"{m}_long_off_range"], "genera
 STUDENTS = {"_gapnet": "gapnet_half", "_lenet5": "lenet5"}
 VARIANTS.update({f"{base}{suffix}": {**VARIANTS[base], "student": student}
                  for base in ("rdskd_range10_win3_nomix", "rdskd_range10", "rdskd_bn_range10_win3", "rdskd_bn_range10",
-                              "rdskd_long_win3_nomix", "rdskd_long_win3_nomix_gen2", "rdskd_long", "rdskd_long_bn_win3", "rdskd_long_bn",
+                              "rdskd_long_win3_nomix", "rdskd_long_win3_nomix_gen2", "rdskd_long", "rdskd_long_bn_win3",
+                              "rdskd_long_bn",
                               "dafl_long_win3", "dafl_long_bn_win3", "dfad_long_off", "dfad_long_off_bn",
                               "dfad_ar_vi_long_off", "dfad_ar_vi_long_off_bn")
                  for suffix, student in STUDENTS.items()})

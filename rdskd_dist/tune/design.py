@@ -64,6 +64,17 @@ def varied_options(base: DistillConfig, method: str, space: dict[str, Dim]) -> d
     return {name: dim for name, dim in space.items() if name in refs and (refs[name] or not dim.relative)}
 
 
+def swept_options(spec: SweepSpec) -> dict[str, dict[str, Dim]]:
+    """Per method, the dimensions that change its trials' configs, judged on the method's own base (its
+    `method_base` budget included)."""
+    return {m: varied_options(spec.base_for(m), m, spec.space) for m in spec.methods}
+
+
+def design_column(name: str, dim: Dim) -> str:
+    """A dimension's column in a trial's row: its multiplier for a relative one, else the option itself."""
+    return f"mult_{name}" if dim.relative else name
+
+
 def apply_design(base: DistillConfig, method: str, space: dict[str, Dim], x: dict[str, float]) -> dict[str, Any]:
     """The DistillConfig overrides (absolute values) of design values `x` for `method`."""
     refs = reference_values(base, method)

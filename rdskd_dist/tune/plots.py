@@ -32,7 +32,9 @@ def _axis(spec: SweepSpec) -> str:
 
 
 def design_value(row: dict[str, Any], name: str, dim: Dim) -> float | None:
-    value = row.get(f"mult_{name}") if dim.relative else row.get(name)
+    from rdskd_dist.tune.design import design_column
+
+    value = row.get(design_column(name, dim))
     return None if value is None else float(value)
 
 
@@ -81,10 +83,10 @@ def accuracy_vs_options(rows: list[dict[str, Any]], spec: SweepSpec, path: Path)
         return None
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    from rdskd_dist.tune.design import varied_options
+    from rdskd_dist.tune.design import swept_options
 
     plt = _plt()
-    varied = {m: varied_options(spec.base_for(m), m, spec.space) for m in spec.methods}
+    varied = swept_options(spec)
     n = len(spec.space)
     cols = min(n, 3)
     nrows = (n + cols - 1) // cols
@@ -126,12 +128,11 @@ def importances(rows: list[dict[str, Any]], spec: SweepSpec) -> dict[str, dict[s
     """Optuna's parameter importances per method, from a study rebuilt from the ok rows."""
     import optuna
 
-    from rdskd_dist.tune.design import varied_options
+    from rdskd_dist.tune.design import swept_options
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: dict[str, dict[str, float]] = {}
-    for m in spec.methods:
-        space = varied_options(spec.base_for(m), m, spec.space)
+    for m, space in swept_options(spec).items():
         dists = {name: dim.distribution() for name, dim in space.items()}
         if not dists:
             continue

@@ -306,11 +306,11 @@ def timing_summary(rows: list[dict[str, Any]]) -> Optional[str]:
 
 
 def swept_columns(spec: SweepSpec) -> dict[str, dict[str, str]]:
-    """Per method, the options the spec varies for it (design.varied_options) and the row column of each."""
-    from rdskd_dist.tune.design import varied_options
+    """Per method, the options the spec varies for it (design.swept_options) and the row column of each."""
+    from rdskd_dist.tune.design import design_column, swept_options
 
-    return {m: {name: f"mult_{name}" if dim.relative else name
-                for name, dim in varied_options(spec.base_for(m), m, spec.space).items()} for m in spec.methods}
+    return {m: {name: design_column(name, dim) for name, dim in options.items()}
+            for m, options in swept_options(spec).items()}
 
 
 @dataclass
