@@ -147,6 +147,10 @@ _LONG_SPEC = dict(batch_size=128, student_batch_size=256, w_range=10.0, **_FAST)
 CONFIGS["dafl_long_range_baloh"] = dict(method="dafl", student_steps=3000, memory_bank=102400, augment_shift=3,
                                         augment_mixup=1.0, onehot_targets="balanced", **_LONG_SPEC)
 CONFIGS.update({f"{m}_long_off_range": dict(method=m, student_steps=5000, **_LONG_SPEC) for m in ("dfad", "dfad_ar_vi")})
+# ... DFAD+AR+VI with one of its two student terms off: which of them costs it against DFAD at this budget (the long
+# sweep's first 4 points fell monotonically with the VI weight, session 29); paired with the two rows above
+CONFIGS["dfad_ar_long_off_range"] = {**CONFIGS["dfad_ar_vi_long_off_range"], "vi_weight": 0.0}
+CONFIGS["dfad_vi_long_off_range"] = {**CONFIGS["dfad_ar_vi_long_off_range"], "ar_weight": 0.0}
 # the 10-minute robustness sweep's other best point (session 17, seed 0 in the sweep: 98.54%): w_oh x5.5, w_ie x5.2,
 # w_ds x0.24 with balanced targets
 CONFIGS["rdskd_long_range_p6_baloh"] = {**CONFIGS["rdskd_long_range"], "w_oh": 5.531914, "w_ie": 5.214739,
