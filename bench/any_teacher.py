@@ -186,6 +186,11 @@ VARIANTS.update({f"{base}{suffix}": {**VARIANTS[base], "student": student}
                               "dafl_long_win3", "dafl_long_bn_win3", "dfad_long_off", "dfad_long_off_bn",
                               "dfad_ar_vi_long_off", "dfad_ar_vi_long_off_bn")
                  for suffix, student in STUDENTS.items()})
+# The student also matches the teacher's late feature through a connector (FitNets' hint, session 30): the students
+# of the teacher without BN agree with it on only 76-81% of fresh generated samples, and a feature vector per sample
+# is more for the student to learn from than ten logits
+VARIANTS.update({f"{base}_hint1": {**VARIANTS[base], "w_hint": 1.0}
+                 for base in ("rdskd_long_win3_nomix_lenet5", "rdskd_long_bn_win3_lenet5", "rdskd_long_bn")})
 # The real-data KD references: the same student on the real training images, at the shared student steps or at the
 # rdskd_long* variants', with the teacher's student or the student of the *_gapnet / *_lenet5 variants
 REFERENCES = {f"kd_real_data{budget}{suffix}": {**steps, **arch}

@@ -36,7 +36,9 @@ STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_step
                 "pool_balance", "pool_generator_mode", "student_ema",
                 # stage 2's generator steps: stage 1 never reads them (w_adv counts once the student has trained;
                 # the generator's lr schedule has no decay points in the bases here)
-                "adversarial_every", "w_adv"}
+                "adversarial_every", "w_adv",
+                # a student-side term: its connector starts fresh at stage 2 (stage 1 never reads it)
+                "w_hint"}
 VARIANTS: dict[str, dict] = {
     "control": {},
     "t4": {"temperature": 4.0},
@@ -72,6 +74,9 @@ VARIANTS: dict[str, dict] = {
     "adv20": {"adversarial_every": 20, "w_adv": 1.0},
     "adv20_w01": {"adversarial_every": 20, "w_adv": 0.1},  # adv20 drew its samples into one class: a tenth
     "refresh20": {"adversarial_every": 20},
+    # the student also matches the teacher's late feature through a connector (FitNets' hint; session 30)
+    "hint1": {"w_hint": 1.0},
+    "hint01": {"w_hint": 0.1},
 }
 
 
@@ -104,6 +109,8 @@ def run_variant(variant: str, seed: int, args, test) -> dict:
     stage1_s = state["train_time_s"]
     wall_start = time.perf_counter()
     fresh_student_side = engine.opt_s.state_dict(), engine.sched_s.state_dict()
+    if "modules" in engine.method.state_dict() and "modules" not in state["method"]:
+        state["method"]["modules"] = engine.method.state_dict()["modules"]  # the variant's fresh connector
     engine.load_state_dict(state)
     engine.opt_s.load_state_dict(fresh_student_side[0])  # the variant's own optimiser and schedule
     engine.sched_s.load_state_dict(fresh_student_side[1])

@@ -141,6 +141,11 @@ class DistillConfig(BaseModel):
     w_ds: Optional[NonNegativeFloat] = Field(None, description="weight of RDSKD's inter-sample diversity term")
     w_a: Optional[NonNegativeFloat] = Field(None, description="weight of DAFL's activation term "
                                                          "(DAFL; RDSKD too when set above 0)")
+    w_hint: NonNegativeFloat = Field(0.0, description="weight of a feature hint in student steps (RDSKD, DAFL, "
+                                     "DFAD): a connector maps the student's late feature to the teacher's (a zoo "
+                                     "model's last pre-activation; for any other module the input of its last "
+                                     "nn.Linear, or --teacher-feature-layer), squared error relative to the teacher "
+                                     "feature's mean square (FitNets; 0: off)")
     onehot_targets: Literal["argmax", "balanced"] = Field(
         "argmax", description="targets of the one-hot (authenticity) term of RDSKD and DAFL: the teacher's argmax "
                               "(the methods' own), or balanced: the batch split evenly over the classes, each sample "

@@ -79,6 +79,13 @@ def test_named_feature_layer(capsys):
     assert "s/ar" in keys and result.student_steps == 2
 
 
+def test_the_feature_hint_on_a_plain_module_and_a_named_spatial_layer():
+    """w_hint takes the hooked penultimate feature by default, and a named feature map pooled to a vector."""
+    for layer in (None, "body.4"):
+        result, keys = _run(plain_teacher(), method="rdskd", w_hint=1.0, teacher_feature_layer=layer)
+        assert "s/hint" in keys and result.student_steps == 2
+
+
 def test_wrong_layer_name_lists_valid_names():
     with pytest.raises(UserError) as info:
         _run(plain_teacher(), method="dfad_ar_vi", teacher_feature_layer="body.9")
@@ -92,6 +99,8 @@ def test_no_linear_needs_a_named_layer():
     conv_only = nn.Sequential(nn.Conv2d(1, 10, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(UserError, match="--teacher-feature-layer .candidates: 0, 1, 2, 3"):
         _run(conv_only, method="dfad_ar_vi")
+    with pytest.raises(UserError, match="rdskd's feature hint .w_hint > 0. needs a teacher feature.*--w-hint 0"):
+        _run(conv_only, method="rdskd", w_hint=1.0)
     result, keys = _run(conv_only, method="dfad_ar_vi", teacher_feature_layer="1")
     assert "s/ar" in keys
 
@@ -211,6 +220,37 @@ def test_collapse_warning_names_what_collapsed(capsys):
         err = capsys.readouterr().err
         assert err.startswith("warning: ") and expected in err and err.count("\n") == 1
     assert not warn_if_collapsed({**spread, **stored(spread)}) and not capsys.readouterr().err
+
+
+def test_health_flags_a_student_that_did_not_learn(digits_teacher, capsys):
+    """A dead student (every ReLU off: one constant output) is flagged from generated samples alone, with its own
+    warning, while the teacher's labels on the same samples stay spread; the live student is not."""
+    from rdskd_dist.engine import Distiller, prepare_teacher
+    from rdskd_dist.engine.health import generation_health, result_suffix, warn_if_collapsed
+    from rdskd_dist.engine.samples import unwrap
+
+    cfg = DistillConfig(**{**TINY, "teacher": str(digits_teacher), "method": "rdskd", "generator_steps": 20,
+                           "student_steps": 100, "batch_size": 32, "lr_student": 5e-3, "student_optimizer": "adam"})
+    engine = Distiller(cfg, prepare_teacher(cfg, None)[0], get_spec("digits"), torch.device("cpu"))
+    engine.run()
+    alive = generation_health(engine)
+    assert not alive["collapsed"] and not alive["student_collapsed"] and alive["student_effective_classes"] > 5
+    capsys.readouterr()
+    assert not warn_if_collapsed(alive) and not capsys.readouterr().err
+    with torch.no_grad():  # what DFAD+AR+VI's student on the CIFAR-10 teacher became (session 30): fc1 all dead
+        student = unwrap(engine.student)
+        student.fc1.weight.zero_()
+        student.fc1.bias.fill_(-1.0)
+    dead = generation_health(engine)
+    assert dead["student_collapsed"] and dead["student_top_class_fraction"] == 1.0
+    assert dead["student_effective_classes"] == pytest.approx(1.0) and sum(dead["student_class_histogram"]) == 256
+    assert {k: v for k, v in dead.items() if not k.startswith("student_") and k != "agreement"} == \
+        {k: v for k, v in alive.items() if not k.startswith("student_") and k != "agreement"}
+    assert warn_if_collapsed(dead)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the student did not learn: class ") and err.count("\n") == 1
+    assert "100% of its predictions on 256 fresh samples, 1.0 effective classes of 10" in err
+    assert " student_eff_classes=1.0" in result_suffix(dead)
 
 
 def test_health_is_quiet_on_a_healthy_run(digits_teacher, tmp_path, capsys):

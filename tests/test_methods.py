@@ -6,6 +6,7 @@ import torch
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import get_spec
 from rdskd_dist.engine import Distiller
+from rdskd_dist.errors import UserError
 from rdskd_dist.methods import list_methods
 from rdskd_dist.teachers import load_teacher
 
@@ -135,3 +136,35 @@ def test_rdskd_weighs_the_activation_term_only_when_asked(digits_teacher):
     assert "a" not in plain and active["a"] < 0  # minus the mean absolute activation
     assert torch.allclose(active["a"], -teacher_out.penultimate.float().abs().mean())
     assert torch.allclose(active["total"], plain["total"] + 0.5 * active["a"], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["rdskd", "dafl", "dfad"])
+def test_the_feature_hint_adds_a_relative_feature_error_and_trains_its_connector(digits_teacher, method):
+    """w_hint > 0: the student loss gains the connector's squared error against the teacher's late feature,
+    relative to that feature's mean square; the connector trains with the student; off by default."""
+    off = make_engine(digits_teacher, method=method)
+    on = make_engine(digits_teacher, method=method, w_hint=0.5)
+    assert off.method.student_modules() is None and off.cfg.w_hint == 0.0
+    x, teacher_out = on.samples.fresh(generator_train_mode=False)
+    assert teacher_out.preact is not None  # kept for the student although no augmentation relabels it
+    on.student.load_state_dict(off.student.state_dict())
+    with torch.no_grad():
+        plain = off.method.student_loss(x, teacher_out, off.student)
+        hinted = on.method.student_loss(x, teacher_out, on.student)
+        student_feature = on.student(x, features=True).preact
+        target = teacher_out.preact.float()
+        expected = (on.method.hint(student_feature) - target).pow(2).mean() / target.pow(2).mean()
+    assert "hint" not in plain
+    assert torch.allclose(hinted["hint"], expected, rtol=1e-4)
+    assert torch.allclose(hinted["total"], plain["total"] + 0.5 * hinted["hint"], rtol=1e-4)
+    connector = [p.detach().clone() for p in on.method.hint.parameters()]
+    for _ in range(30):
+        on.student_step(x, teacher_out)
+    assert any(not torch.equal(a, b) for a, b in zip(connector, on.method.hint.parameters()))
+    with torch.no_grad():
+        assert on.method.student_loss(x, teacher_out, on.student)["hint"] < 0.7 * hinted["hint"]
+
+
+def test_the_feature_hint_is_refused_where_the_method_has_its_own_feature_term(digits_teacher):
+    with pytest.raises(UserError, match="dfad_ar_vi compares student and teacher features"):
+        make_engine(digits_teacher, method="dfad_ar_vi", w_hint=1.0)

@@ -12,6 +12,10 @@ depend on where the training noise stream stopped) and reports:
 - `mean_confidence`: the teacher's mean max-softmax probability;
 - `agreement`: student-teacher top-1 agreement in percent;
 - `collapsed`: one class holds more than half the samples, or fewer than half the classes are in effect.
+- `student_effective_classes`, `student_top_class_fraction`, `student_collapsed`: the same for the student's
+  own predictions on those samples. A student whose predictions collapse where the teacher's labels do not has
+  not learned (dead units, a diverged optimiser): its agreement alone cannot say so, since a generator trained
+  against the student makes samples it gets wrong by design.
 
 The final generator is not always what the student learned from: with a sample pool or a memory bank the
 student drew its batches from stored samples (in two-stage runs, the final generator's pool together with the
@@ -47,9 +51,11 @@ from rdskd_dist.engine.seeds import health_noise_seed
 HEALTH_BATCHES = 8
 HEALTH_MAX_BATCH = 256
 SCALAR_KEYS = ("samples", "agreement", "effective_classes", "top_class_fraction", "mean_confidence", "collapsed",
+               "student_effective_classes", "student_top_class_fraction", "student_collapsed",
                "stored_samples", "stored_effective_classes", "stored_top_class_fraction", "stored_collapsed",
                "probe_samples", "probe_student_accuracy", "probe_teacher_accuracy")
 STORED_KEYS = ("samples", "effective_classes", "top_class_fraction", "collapsed", "class_histogram")
+STUDENT_KEYS = ("effective_classes", "top_class_fraction", "collapsed", "class_histogram")
 LIVE_PREFIX = "batch_health/"
 
 
@@ -66,6 +72,7 @@ def generation_health(engine: Any, batches: int = HEALTH_BATCHES) -> dict[str, A
     noise = torch.Generator(device=device).manual_seed(health_noise_seed(cfg.seed, engine.rank))
     num_classes = engine.spec.num_classes
     histogram = torch.zeros(num_classes, dtype=torch.float64, device=device)
+    student_histogram = torch.zeros_like(histogram)
     agree = torch.zeros((), dtype=torch.float64, device=device)
     confidence = torch.zeros((), dtype=torch.float64, device=device)
     batch = min(cfg.batch_size, HEALTH_MAX_BATCH)
@@ -78,7 +85,9 @@ def generation_health(engine: Any, batches: int = HEALTH_BATCHES) -> dict[str, A
                 s_logits = student(x)
             t_pred = t_logits.argmax(dim=1)
             histogram += torch.bincount(t_pred, minlength=num_classes).to(histogram.dtype)
-            agree += (s_logits.argmax(dim=1) == t_pred).sum()
+            s_pred = s_logits.argmax(dim=1)
+            student_histogram += torch.bincount(s_pred, minlength=num_classes).to(histogram.dtype)
+            agree += (s_pred == t_pred).sum()
             confidence += t_logits.float().softmax(dim=1).amax(dim=1).sum()
     finally:
         generator.train(modes[0])
@@ -86,12 +95,14 @@ def generation_health(engine: Any, batches: int = HEALTH_BATCHES) -> dict[str, A
     source = getattr(engine, "samples", None)
     stored = source.stored_class_counts(num_classes) if source is not None else None
     stored = stored.to(histogram) if stored is not None else torch.zeros_like(histogram)  # every rank reduces both
-    totals = torch.cat([histogram, agree.view(1), confidence.view(1), stored])
+    totals = torch.cat([histogram, agree.view(1), confidence.view(1), stored, student_histogram])
     if engine.world_size > 1 and dist.is_initialized():
         dist.all_reduce(totals)
     counts = totals[:num_classes].tolist()
     health = summarize(counts, agree=totals[num_classes].item(), confidence=totals[num_classes + 1].item())
-    stored_counts = totals[num_classes + 2:].tolist()
+    student_health = summarize(totals[2 * num_classes + 2:].tolist(), agree=0.0, confidence=0.0)
+    health.update({f"student_{key}": student_health[key] for key in STUDENT_KEYS})
+    stored_counts = totals[num_classes + 2:2 * num_classes + 2].tolist()
     if sum(stored_counts):
         stored_health = summarize(stored_counts, agree=0.0, confidence=0.0)
         health.update({f"stored_{key}": stored_health[key] for key in STORED_KEYS})
@@ -118,6 +129,8 @@ def result_suffix(health: dict[str, Any]) -> str:
     out = ""
     if "agreement" in health and "effective_classes" in health:
         out += f" agree={health['agreement']:.1f}% eff_classes={health['effective_classes']:.1f}"
+    if "student_effective_classes" in health:
+        out += f" student_eff_classes={health['student_effective_classes']:.1f}"
     if "stored_effective_classes" in health:
         out += f" stored_eff_classes={health['stored_effective_classes']:.1f}"
     if "probe_student_accuracy" in health:
@@ -188,35 +201,42 @@ def summarize(counts: list[float], agree: float, confidence: float) -> dict[str,
     }
 
 
-def _spread(health: dict[str, Any], prefix: str = "") -> str:
+def _spread(health: dict[str, Any], prefix: str = "", what: str = "") -> str:
     hist = health[f"{prefix}class_histogram"]
     top_class = max(range(len(hist)), key=hist.__getitem__)
-    return (f"class {top_class} holds {100 * health[f'{prefix}top_class_fraction']:.0f}% of {health[f'{prefix}samples']} "
-            f"{'stored' if prefix else 'fresh'} samples, {health[f'{prefix}effective_classes']:.1f} effective classes "
-            f"of {len(hist)}")
+    what = what or f"{health[f'{prefix}samples']} {'stored' if prefix else 'fresh'} samples"
+    return (f"class {top_class} holds {100 * health[f'{prefix}top_class_fraction']:.0f}% of {what}, "
+            f"{health[f'{prefix}effective_classes']:.1f} effective classes of {len(hist)}")
 
 
 def warn_if_collapsed(health: dict[str, Any]) -> bool:
     """One warning line on stderr when the samples the student learned from collapsed, or the final generator's
-    did while the stored samples the student drew from did not; True if anything collapsed."""
+    did while the stored samples the student drew from did not, and one when the student's own predictions
+    collapsed where the teacher's did not; True if anything collapsed."""
     generator, stored = bool(health.get("collapsed")), health.get("stored_collapsed")
-    if not (generator or stored):
-        return False
+    student = bool(health.get("student_collapsed")) and not generator  # else it only follows the teacher's labels
     advice = "try other loss weights, a longer generator stage or another seed"
-    if stored is False:  # the student drew from a pool or bank that kept every class
-        line = (f"the final generator's samples collapsed ({_spread(health)}), but the stored samples the student "
-                f"drew from did not ({_spread(health, 'stored_')}): the student still saw the other classes, from "
-                f"the memory bank ({advice})")
+    lines = []
+    if stored is False and generator:  # the student drew from a pool or bank that kept every class
+        lines.append(f"the final generator's samples collapsed ({_spread(health)}), but the stored samples the "
+                     f"student drew from did not ({_spread(health, 'stored_')}): the student still saw the other "
+                     f"classes, from the memory bank ({advice})")
     elif stored and not generator:
-        line = (f"the stored samples the student drew from collapsed ({_spread(health, 'stored_')}) although the "
-                f"final generator's did not ({_spread(health)}); the student learns little about the other classes "
-                f"({advice})")
-    else:
+        lines.append(f"the stored samples the student drew from collapsed ({_spread(health, 'stored_')}) although "
+                     f"the final generator's did not ({_spread(health)}); the student learns little about the other "
+                     f"classes ({advice})")
+    elif generator:
         also = f"; so did the stored samples the student drew from ({_spread(health, 'stored_')})" if stored else ""
-        line = (f"generated samples collapsed: {_spread(health)}{also} (the student learns little about the "
-                f"others; {advice})")
-    print(f"warning: {line}", file=sys.stderr, flush=True)
-    return True
+        lines.append(f"generated samples collapsed: {_spread(health)}{also} (the student learns little about the "
+                     f"others; {advice})")
+    if student:
+        predictions = f"its predictions on {health['samples']} fresh samples"
+        lines.append(f"the student did not learn: {_spread(health, 'student_', predictions)}, where the teacher's "
+                     f"labels are spread ({_spread(health)}): dead units or a diverged optimiser; try a lower student "
+                     f"learning rate, other student loss weights or another seed")
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    return bool(lines)
 
 
 def flat_health(health: dict[str, Any]) -> dict[str, float]:

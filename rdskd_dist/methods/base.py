@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from rdskd_dist.errors import UserError
 from rdskd_dist.data.registry import input_spec
+from rdskd_dist.methods.connectors import build_connector
 from rdskd_dist.methods.losses import BNStatsLoss, activation_loss, pixel_range_loss, total_variation_loss
 from rdskd_dist.models.base import Features
 
@@ -71,6 +72,11 @@ class Method:
         self.pixel_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
         if cfg.w_range > 0:  # raw pixels lie in [0, 1]; the teacher sees them as (p - mean) / std
             self.pixel_bounds = input_spec(cfg).pixel_bounds()
+        self.hint: nn.Module | None = None  # w_hint: the connector from the student's feature to the teacher's
+        if cfg.w_hint > 0:
+            self.hint, self._hint_target = build_connector(cfg.dataset, teacher, student,
+                                                           f"{self.name}'s feature hint (w_hint > 0)", "--w-hint 0")
+            self.teacher_features_for_student = True  # pooled and banked samples keep the teacher's features
 
     def teacher_forward(self, x: torch.Tensor, for_generator: bool) -> Features:
         """The teacher's outputs on x; in a generator step this also records BN statistics."""
@@ -83,7 +89,26 @@ class Method:
 
     def student_modules(self) -> nn.Module | None:
         """Extra trainable modules optimised with the student (e.g. connector layers)."""
-        return None
+        return self.hint
+
+    def student_outputs(self, x: torch.Tensor, student: Callable) -> tuple[torch.Tensor, Features | None]:
+        """The student's logits on x, and its features when a student term needs them (`w_hint`)."""
+        if self.hint is None:
+            return student(x), None
+        out = student(x, features=True)
+        return out.logits, out
+
+    def add_hint_term(self, terms: Terms, student_out: Features | None, teacher_out: Features) -> Terms:
+        """The feature hint (`w_hint`, FitNets' hint on the late feature): the connector's map of the student's
+        feature against the teacher's, squared error relative to the teacher feature's mean square, so one
+        weight means the same on any teacher. Each generated sample then teaches a whole feature vector, not
+        only the logits. Metric: `s/hint`."""
+        if self.hint is not None:
+            target = self._hint_target(teacher_out.preact).float().detach()
+            error = (self.hint(student_out.preact).float() - target).pow(2).mean()
+            terms["hint"] = error / target.pow(2).mean().clamp_min(1e-8)
+            terms["total"] = terms["total"] + self.cfg.w_hint * terms["hint"]
+        return terms
 
     def generator_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable, g_step: int) -> Terms:
         raise NotImplementedError

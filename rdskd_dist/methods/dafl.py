@@ -60,4 +60,6 @@ class DAFL(Method):
         return self.add_prior_terms(terms, x)
 
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:
-        return {"total": kd_kl_loss(student(x), teacher_out.logits, self.cfg.temperature)}
+        logits, out = self.student_outputs(x, student)
+        return self.add_hint_term({"total": kd_kl_loss(logits, teacher_out.logits, self.cfg.temperature)}, out,
+                                  teacher_out)

@@ -39,4 +39,5 @@ class DFAD(Method):
         return self.add_prior_terms({"total": -discrepancy, "adv": discrepancy}, x)
 
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:
-        return {"total": l1_logit_loss(student(x), teacher_out.logits)}
+        logits, out = self.student_outputs(x, student)
+        return self.add_hint_term({"total": l1_logit_loss(logits, teacher_out.logits)}, out, teacher_out)

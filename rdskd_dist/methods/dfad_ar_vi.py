@@ -7,7 +7,6 @@ connector where the student is narrower), and mixup-style interpolation of gener
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Literal
 
 import torch
@@ -16,40 +15,12 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat
 
 from rdskd_dist.errors import UserError
 from rdskd_dist.methods.base import MethodOptions, Terms
+from rdskd_dist.methods.connectors import FeatureTarget, build_connector
 from rdskd_dist.methods.dfad import DFAD
 from rdskd_dist.methods.losses import activation_boundary_loss, l1_logit_loss
 from rdskd_dist.methods.mixing import mix_pairs
 from rdskd_dist.methods.registry import register_method
-from rdskd_dist.data import get_spec
-from rdskd_dist.models.base import Features, LogitsOnly, feature_layer_candidates
-
-
-def _connector(student_width: int, teacher_width: int, spatial: bool) -> nn.Module:
-    """Maps the student's pre-activations to the teacher's width (identity when equal)."""
-    if student_width == teacher_width:
-        return nn.Identity()
-    if spatial:
-        return nn.Sequential(nn.Conv2d(student_width, teacher_width, 1, bias=False), nn.BatchNorm2d(teacher_width))
-    return nn.Linear(student_width, teacher_width)
-
-
-def _teacher_target(teacher_shape: tuple[int, ...], student_spatial: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """How the teacher's feature is compared with the connector's output: a feature map against a student
-    vector is average-pooled over space; any other non-map feature is flattened."""
-    if len(teacher_shape) == 3:
-        return (lambda t: t) if student_spatial else (lambda t: t.mean(dim=(2, 3)))
-    return lambda t: t.flatten(1)
-
-
-def _shaped_connector(student_width: int, student_spatial: bool, teacher_shape: tuple[int, ...]) -> nn.Module:
-    """A connector from the student's pre-activations to a teacher feature of any shape (known from a probe)."""
-    if len(teacher_shape) == 3 and student_spatial:  # maps to maps: 1x1 conv, then the teacher's spatial size
-        return nn.Sequential(_connector(student_width, teacher_shape[0], spatial=True),
-                             nn.AdaptiveAvgPool2d(tuple(teacher_shape[1:])))
-    width = teacher_shape[0] if len(teacher_shape) == 3 else math.prod(teacher_shape)
-    if student_spatial:  # a student map against a teacher vector: pool the student's first
-        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), _connector(student_width, width, spatial=False))
-    return _connector(student_width, width, spatial=False)
+from rdskd_dist.models.base import Features
 
 
 class DFADARVIOptions(MethodOptions):
@@ -72,28 +43,15 @@ class DFADARVI(DFAD):
     teacher_features_for_student = True
 
     def __init__(self, cfg, teacher: nn.Module, student: nn.Module, noise: torch.Generator | None = None):
+        if cfg.w_hint > 0:
+            raise UserError("dfad_ar_vi compares student and teacher features with its own activation regulariser "
+                            "(--ar-weight); --w-hint is for the other methods: set --w-hint 0")
         super().__init__(cfg, teacher, student, noise)
         self.connector: nn.Module | None = None
-        self._target: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
+        self._target: FeatureTarget = lambda t: t
         if self.options.ar_weight > 0:
-            if isinstance(teacher, LogitsOnly):  # any nn.Module teacher: its feature's shape from one dummy forward
-                spec = get_spec(cfg.dataset)
-                teacher.probe(spec.channels, spec.image_size)
-            s_w = getattr(student, "preact_channels", None)
-            if s_w is None:
-                raise UserError("dfad_ar_vi's activation regulariser needs a student built by create_model")
-            teacher_shape = getattr(teacher, "preact_shape", None)
-            if teacher_shape is not None:
-                self.connector = _shaped_connector(s_w, student.preact_spatial, teacher_shape)
-                self._target = _teacher_target(teacher_shape, student.preact_spatial)
-            elif getattr(teacher, "preact_channels", None) is not None:  # a zoo teacher
-                self.connector = _connector(s_w, teacher.preact_channels, spatial=student.preact_spatial)
-            else:
-                names = feature_layer_candidates(getattr(teacher, "module", teacher))
-                raise UserError("dfad_ar_vi's activation regulariser needs a teacher feature: this teacher calls no "
-                                "nn.Linear to take the penultimate feature from; name a layer with "
-                                f"--teacher-feature-layer (candidates: {', '.join(names) or 'none'}) or set "
-                                "--ar-weight 0")
+            self.connector, self._target = build_connector(cfg.dataset, teacher, student,
+                                                           "dfad_ar_vi's activation regulariser", "--ar-weight 0")
 
     def student_modules(self) -> nn.Module | None:
         return self.connector

@@ -106,7 +106,9 @@ class RDSKD(Method):
             self.penalty.reference = None  # a new generator's losses start from scratch
 
     def student_loss(self, x: torch.Tensor, teacher_out: Features, student: Callable) -> Terms:
-        return {"total": kd_kl_loss(student(x), teacher_out.logits, self.cfg.temperature)}
+        logits, out = self.student_outputs(x, student)
+        return self.add_hint_term({"total": kd_kl_loss(logits, teacher_out.logits, self.cfg.temperature)}, out,
+                                  teacher_out)
 
     def state_dict(self) -> dict[str, Any]:
         return {"penalty": self.penalty.state_dict() if self.penalty else None}

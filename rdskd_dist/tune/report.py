@@ -69,11 +69,13 @@ def _student_samples_collapsed(row: dict[str, Any]) -> bool:
 
 def health(ok: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean effective classes and agreement over the ok trials that have them, how many trials' student samples
-    collapsed, and how many more had only their final generator collapse (the bank kept every class)."""
+    collapsed, how many more had only their final generator collapse (the bank kept every class), and in how many
+    the student's own predictions collapsed where the teacher's did not (a student that did not learn)."""
     return {"effective_classes": _mean(r.get("health_effective_classes") for r in ok),
             "agreement": _mean(r.get("health_agreement") for r in ok),
             "collapsed": sum(_student_samples_collapsed(r) for r in ok),
-            "generator_only": sum(bool(r.get("health_collapsed")) and not _student_samples_collapsed(r) for r in ok)}
+            "generator_only": sum(bool(r.get("health_collapsed")) and not _student_samples_collapsed(r) for r in ok),
+            "student": sum(bool(r.get("health_student_collapsed")) and not r.get("health_collapsed") for r in ok)}
 
 
 MIN_TRIALS_FOR_SENSITIVITY = 6
@@ -209,6 +211,8 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
         collapsed = "-" if h.get("collapsed") is None else str(h["collapsed"])
         if h.get("generator_only"):
             collapsed += f" (+{h['generator_only']} final gen.)"
+        if h.get("student"):
+            collapsed += f" ({h['student']} student did not learn)"
         row += [_f(h.get("effective_classes"), "{:.1f}"), _f(h.get("agreement"), "{:.1f}"), collapsed]
         out.append(row)
     return out
