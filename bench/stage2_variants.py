@@ -108,12 +108,10 @@ def run_variant(variant: str, seed: int, args, test) -> dict:
     state = stage1_state(base_cfg, teacher, spec, device, args.cache / f"{base}_s{seed}.pt")
     stage1_s = state["train_time_s"]
     wall_start = time.perf_counter()
-    fresh_student_side = engine.opt_s.state_dict(), engine.sched_s.state_dict()
-    if "modules" in engine.method.state_dict() and "modules" not in state["method"]:
-        state["method"]["modules"] = engine.method.state_dict()["modules"]  # the variant's fresh connector
+    # the variant's own student optimiser and schedule, and its fresh connector where it adds one (w_hint)
+    state = {**state, "opt_s": engine.opt_s.state_dict(), "sched_s": engine.sched_s.state_dict(),
+             "method": {**engine.method.state_dict(), **state["method"]}}
     engine.load_state_dict(state)
-    engine.opt_s.load_state_dict(fresh_student_side[0])  # the variant's own optimiser and schedule
-    engine.sched_s.load_state_dict(fresh_student_side[1])
     final, curve = run_with_curve(engine, test)
     wall = time.perf_counter() - wall_start
     print(f"result: {base}+{variant} seed={seed} student_acc={final:.2f}% stage1={stage1_s:.0f}s "

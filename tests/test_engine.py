@@ -198,3 +198,16 @@ def test_phase_times_are_off_by_default(digits_teacher):
     run_distillation(DistillConfig(teacher=str(digits_teacher), generator_steps=2, student_steps=2, **TINY),
                      on_report=lambda m, c: reports.append(m))
     assert not any(k.startswith("time/") for r in reports for k in r)
+
+
+def test_stored_outputs_concatenate_without_a_feature_that_one_part_lacks():
+    """A bank restored without the teacher's features, joined by a pool that has them: that field becomes None
+    (the student's batches are relabelled), the others concatenate."""
+    from rdskd_dist.engine.samples import _cat
+    from rdskd_dist.models.base import Features
+
+    with_features = Features(torch.ones(2, 10), torch.ones(2, 4), torch.ones(2, 4))
+    logits_only = Features(torch.zeros(3, 10), None, None)
+    joined = _cat([with_features, logits_only])
+    assert joined.logits.shape == (5, 10) and joined.penultimate is None and joined.preact is None
+    assert _cat([with_features, with_features]).preact.shape == (4, 4)

@@ -329,7 +329,7 @@ def test_health_and_score_from_the_spec():
              "health_collapsed": True}]
     s = summarize(rows, ["rdskd"], "rdskd")
     assert s["methods"]["rdskd"]["health"] == {"effective_classes": 6.0, "agreement": 70.0, "collapsed": 1,
-                                               "generator_only": 0}
+                                               "generator_only": 0, "student": 0}
     assert "| rdskd | 2 | 0 |" in markdown(s) and "| 6.0 | 70.0 | 1 |" in markdown(s)
     # the student drew from a bank that kept every class: the final generator's collapse is counted apart
     banked = [{**rows[0], "health_stored_collapsed": False}, {**rows[1], "health_stored_collapsed": False},
@@ -337,6 +337,12 @@ def test_health_and_score_from_the_spec():
     h = summarize(banked, ["rdskd"], "rdskd")["methods"]["rdskd"]["health"]
     assert (h["collapsed"], h["generator_only"]) == (1, 1)
     assert "| 1 (+1 final gen.) |" in markdown(summarize(banked, ["rdskd"], "rdskd"))
+    # a student whose own predictions collapsed where the teacher's labels did not: counted on its own
+    dead = banked + [{**_row("rdskd", 3, 10.0), "health_collapsed": False, "health_student_collapsed": True},
+                     {**_row("rdskd", 4, 10.0), "health_collapsed": True, "health_student_collapsed": True}]
+    h = summarize(dead, ["rdskd"], "rdskd")["methods"]["rdskd"]["health"]
+    assert (h["collapsed"], h["generator_only"], h["student"]) == (2, 1, 1)
+    assert "| 2 (+1 final gen.) (1 student did not learn) |" in markdown(summarize(dead, ["rdskd"], "rdskd"))
     assert "(student_accuracy, higher is better: each trial's value in its final result" in markdown(s)
     low = summarize(rows, ["rdskd"], "rdskd", objective=Objective(mode="min"))
     assert "(student_accuracy, lower is better" in markdown(low)

@@ -30,8 +30,9 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 def _cat(parts: list[Any]) -> Any:
-    """Concatenate Features tuples field by field (None fields stay None)."""
-    return type(parts[0])(*(torch.cat(f) if f[0] is not None else None for f in zip(*parts)))
+    """Concatenate Features tuples field by field; a field missing from any part is None (a bank restored from a
+    state without the teacher's features, joined by a pool that has them: the student's batches are relabelled)."""
+    return type(parts[0])(*(torch.cat(f) if all(t is not None for t in f) else None for f in zip(*parts)))
 
 
 def _index(out: Any, idx: torch.Tensor) -> Any:
