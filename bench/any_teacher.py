@@ -174,6 +174,10 @@ VARIANTS.update({f"dafl_long{bn}{win}": {**CONFIGS["dafl_long_range_baloh"], "ge
                  for bn, prior in _BN_PRIOR.items() for win, window in _WINDOW.items()})
 VARIANTS.update({f"{m}_long_off{bn}": {**CONFIGS[f"{m}_long_off_range"], "generator_width": 1.0, **_DFAD_OFF, **prior}
                  for m in ("dfad", "dfad_ar_vi") for bn, prior in _BN_PRIOR.items()})
+# DFAD+AR+VI with one of its two student terms (mnist_fast.py's dfad_ar / dfad_vi): which one killed the CIFAR-10
+# teacher's student (session 30)?
+VARIANTS.update({f"{m}_long_off_bn": {**CONFIGS[f"{m}_long_off_range"], "generator_width": 1.0, **_DFAD_OFF,
+                                      **_BN_PRIOR["_bn"]} for m in ("dfad_ar", "dfad_vi")})
 # A student that pools globally, as these teachers do (session 25): LeNet-5's dense layers learn where the evidence
 # sits in each sample, a GAP student the local evidence itself, which is what a GAP teacher scores
 # ... and the full-width LeNet-5 (session 26; 4x LeNet-5-half's parameters): students of teachers outside the zoo
