@@ -95,7 +95,7 @@ def probe_teacher_epoch_s(batch_size: int, device: torch.device, precision: str,
     """Seconds per CIFAR-10 epoch of ResNet-34 training, timed on random batches after a warm-up."""
     import torch.nn.functional as F
 
-    from rdskd_dist.engine.evaluate import autocast
+    from rdskd_dist.engine.precision import autocast
 
     spec = get_spec("cifar10")
     model = create_model("resnet34", num_classes=10, in_channels=3, image_size=spec.image_size)

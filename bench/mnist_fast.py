@@ -28,7 +28,7 @@ from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec, load_split  # noqa: E402
 from rdskd_dist.engine import Distiller, evaluate_accuracy, prepare_teacher, resolve_device  # noqa: E402
 
-_FAST = dict(precision="bf16", channels_last=True)
+_FAST = dict(precision="auto", channels_last=True)  # bf16 where native, else fp32
 # The engine's options for short budgets: samples the run already made (memory bank), a pool from the
 # final generator, shifted and mixed student batches relabelled by the teacher, a one-cycle student lr.
 _REUSE = dict(memory_bank=51200, sample_pool=400, student_batch_size=256, augment_shift=3, augment_mixup=1.0,

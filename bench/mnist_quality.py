@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"result: {method} seed={seed} student_acc={acc:.2f}% wall={wall:.1f}s", flush=True)
             else:
                 cfg = DistillConfig(dataset=dataset, data_root=args.data_root, teacher=str(teacher_path),
-                                    method=method, seed=seed, batch_size=batch, precision="bf16", channels_last=True,
+                                    method=method, seed=seed, batch_size=batch, precision="auto", channels_last=True,
                                     log_every=10 if args.tiny else 100, **budgets[method])
                 result = run_distillation(cfg)
                 print(result.line(), flush=True)

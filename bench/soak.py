@@ -52,7 +52,7 @@ base:
   batch_size: {batch_size}
   log_every: 10
   eval_batch_size: 512
-  precision: bf16
+  precision: auto
   channels_last: true
 teacher_train: {{epochs: 12, lr: 0.003}}
 space:

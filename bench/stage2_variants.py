@@ -33,7 +33,7 @@ from rdskd_dist.files import atomic_torch_save, safe_torch_load  # noqa: E402
 STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_steps", "student_lr_schedule",
                 "weight_decay", "student_optimizer", "momentum", "augment_shift", "augment_flip", "augment_mixup",
                 "augment_cutmix", "augment_rotate", "augment_scale", "augment_adversarial_steps", "sample_pool",
-                "pool_balance", "pool_generator_mode", "student_ema",
+                "pool_balance", "pool_generator_mode", "pool_latent_std", "student_ema",
                 # stage 2's generator steps: stage 1 never reads them (w_adv counts once the student has trained;
                 # the generator's lr schedule has no decay points in the bases here)
                 "adversarial_every", "w_adv",
@@ -61,6 +61,8 @@ VARIANTS: dict[str, dict] = {
     "pool0": {"sample_pool": 0},  # the memory bank (stage 1's trajectory) alone
     # the pool drawn with the generator's BN on batch statistics, as the bank's samples were made (session 26)
     "pool_train": {"pool_generator_mode": "train"},
+    "zstd15": {"pool_latent_std": 1.5},  # a pool from wider latent noise: samples off the generator's usual ones
+    "zstd07": {"pool_latent_std": 0.7},
     "s10000": {"student_steps": 10000},
     "s20000": {"student_steps": 20000},
     # half of each student batch moved toward student-teacher disagreement (session 7: +0.54 at S8000, 1.7x a step)

@@ -75,6 +75,10 @@ class DistillConfig(BaseModel):
         "eval", description="two-stage: how the generator's BN layers normalise while it draws the pool: eval "
                             "(running statistics, the reference's frozen generator) or train (each batch by its own "
                             "statistics, as stage 1 made the memory bank's samples; running statistics untouched)")
+    pool_latent_std: PositiveFloat = Field(
+        1.0, description="two-stage: standard deviation of the latent noise the pool is drawn from (1: the noise "
+                         "stage 1 trained on; above 1, samples further from the generator's usual ones, relabelled "
+                         "by the teacher like every pool sample)")
     batch_size: PositiveInt = Field(512, description="generated samples per step (per worker when distributed)")
     student_batch_size: Optional[PositiveInt] = Field(
         None, description="samples per student step drawn from the pool or memory bank (default: batch_size)")
@@ -169,7 +173,10 @@ class DistillConfig(BaseModel):
 
     # runtime
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast (fast on AMX CPUs and GPUs) or fp32")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16 autocast, fp32, or auto: bf16 where the training device computes it natively (a GPU "
+                            "with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere, where bf16 is emulated and "
+                            "several times slower (the run records what it used)")
     channels_last: bool = Field(False, description="channels_last memory format for conv nets")
     seed: int = Field(0, description="random seed")
     time_phases: bool = Field(False, description="report wall time split into generator, teacher and student work "

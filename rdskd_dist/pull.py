@@ -95,6 +95,7 @@ def evaluate(pulled: dict[str, Any], dataset: Optional[str], data_root: Optional
 
     from rdskd_dist.data import load_split
     from rdskd_dist.engine import evaluate_accuracy, resolve_device
+    from rdskd_dist.engine.precision import resolve_precision
 
     payload, config = pulled["payload"], pulled["result"].get("config") or {}
     dataset = dataset or payload.get("dataset") or config.get("dataset")
@@ -102,7 +103,7 @@ def evaluate(pulled: dict[str, Any], dataset: Optional[str], data_root: Optional
         raise UserError("the student does not name its dataset: pass --dataset")
     device = resolve_device(device_name)
     channels_last = bool(config.get("channels_last", False))
-    precision = config.get("precision", "fp32")
+    precision = resolve_precision(config.get("precision", "fp32"), device)  # a run records what it used
     model = pulled["model"].to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     test = load_split(dataset, "test", data_root)
     acc = evaluate_accuracy(model, test, device, batch_size=int(config.get("eval_batch_size", 1024)),

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from rdskd_dist.data import ImageTensors, get_spec, load_split
-from rdskd_dist.engine.evaluate import autocast, evaluate_accuracy
+from rdskd_dist.engine.evaluate import evaluate_accuracy
+from rdskd_dist.engine.precision import autocast, resolve_precision
 from rdskd_dist.engine.run import resolve_device
 from rdskd_dist.engine.samples import windows_at
 from rdskd_dist.models import create_model
@@ -35,7 +36,8 @@ class TeacherConfig(BaseModel):
                                             "for 3-channel data, horizontal flips")
     seed: int = Field(0, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast or fp32")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16 autocast, fp32, or auto (bf16 where the device computes it natively)")
     channels_last: bool = Field(False, description="channels_last memory format (faster convolutions on GPUs)")
 
 
@@ -53,6 +55,7 @@ def train_teacher(cfg: TeacherConfig, log=print) -> tuple[torch.nn.Module, float
     train: ImageTensors = load_split(cfg.dataset, "train", cfg.data_root, cfg.download)
     test: ImageTensors = load_split(cfg.dataset, "test", cfg.data_root, cfg.download)
     device = resolve_device(cfg.device)
+    cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = create_model(cfg.arch or spec.teacher_arch, num_classes=spec.num_classes, in_channels=spec.channels,

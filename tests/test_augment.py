@@ -342,3 +342,28 @@ def test_cutmix_and_mixup_each_reach_the_student_relabelled(digits_teacher):
             assert 0 < sum(from_pool) < x.shape[0]  # some samples cut, others blended
         else:
             assert all(from_pool)
+
+
+def test_pool_latent_std_draws_the_pool_from_scaled_noise_relabelled_by_the_teacher(digits_teacher):
+    from pydantic import ValidationError
+
+    spec = get_spec("digits")
+    teacher, _ = load_teacher(digits_teacher, spec)
+    base = dict(method="rdskd", generator_steps=3, student_steps=1, batch_size=8, sample_pool=2, log_every=100,
+                eval_teacher=False)
+    engines = {std: Distiller(DistillConfig(**base, pool_latent_std=std), teacher, spec, torch.device("cpu"))
+               for std in (1.0, 2.0)}
+    for engine in engines.values():
+        for _ in range(4):
+            engine.step()  # stage 1 (identical in both), then the first student step draws the pool
+    wide = engines[2.0]
+    noise = torch.Generator().manual_seed(wide.samples.pool_seed)  # the one slice's seed (slice 0)
+    z = torch.randn(8, wide.cfg.latent_dim, generator=noise)
+    with torch.no_grad():
+        expected = wide.generator.eval()(2.0 * z)
+        relabelled = teacher(wide.samples.pool[0][:8])
+    assert torch.allclose(wide.samples.pool[0][:8], expected, atol=1e-5)
+    assert torch.allclose(wide.samples.pool[1].logits[:8], relabelled, atol=1e-4)
+    assert not torch.allclose(engines[1.0].samples.pool[0][:8], expected, atol=1e-3)
+    with pytest.raises(ValidationError):
+        DistillConfig(**base, pool_latent_std=0.0)

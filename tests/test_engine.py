@@ -173,7 +173,7 @@ def test_user_module_teacher(digits_teacher):
 @pytest.mark.slow
 def test_end_to_end_digits_beats_chance_by_far(digits_teacher):
     cfg = DistillConfig(teacher=str(digits_teacher), dataset="digits", method="rdskd", generator_steps=60,
-                        student_steps=600, batch_size=64, sample_pool=40, log_every=60, precision="bf16",
+                        student_steps=600, batch_size=64, sample_pool=40, log_every=60, precision="auto",
                         channels_last=True)
     result = run_distillation(cfg)
     assert result.teacher_accuracy > 90

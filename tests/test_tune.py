@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from rdskd_dist.engine.precision import resolve_precision
 from rdskd_dist.errors import UserError
 from rdskd_dist.tune.design import apply_design, reference_values, robustness_design, sobol_unit, trial_config
 from rdskd_dist.tune.plots import accuracy_vs_options, importances
@@ -447,7 +448,8 @@ def test_robustness_sweep_rows_pairing_and_summary(tmp_path, local_ray):
     from rdskd_dist.tune.sweep import run_sweep
 
     spec = load_spec(None, data=tiny_spec(tmp_path, "robust", None, teacher_train={"epochs": 1, "batch_size": 256},
-                                          method_base={"dafl": {"student_steps": 6}}))
+                                          method_base={"dafl": {"student_steps": 6}},
+                                          base={**TINY_BASE, "precision": "auto"}))
     start = time.perf_counter()
     outcome = run_sweep(spec, plots=True)
     print(f"robustness sweep: {time.perf_counter() - start:.1f}s")
@@ -463,6 +465,8 @@ def test_robustness_sweep_rows_pairing_and_summary(tmp_path, local_ray):
         assert Path(r["result_path"], "student.pt").is_file()
         cfg = json.loads(r["config_json"])
         assert cfg["method"] == r["method"] and cfg["seed"] == r["seed"] == 0
+        # the row says what the trial computed in: `auto` resolved where it trained
+        assert cfg["precision"] == "auto" and r["precision"] == resolve_precision("auto", torch.device("cpu"))
     # pairing: every point has the same design values and seed for both methods ...
     for p in range(3):
         a, b = [next(r for r in rows if r["method"] == m and r["point"] == p) for m in ("rdskd", "dafl")]

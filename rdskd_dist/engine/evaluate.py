@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
 from rdskd_dist.data import ImageTensors
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from rdskd_dist.engine.precision import autocast
 
 
 @torch.no_grad()

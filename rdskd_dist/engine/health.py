@@ -45,7 +45,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rdskd_dist.engine.evaluate import autocast, evaluate_accuracy
+from rdskd_dist.engine.evaluate import evaluate_accuracy
+from rdskd_dist.engine.precision import autocast
 from rdskd_dist.engine.seeds import health_noise_seed
 
 HEALTH_BATCHES = 8

@@ -23,6 +23,7 @@ class DistillResult:
     samples_per_s: float
     world_size: int
     device: str
+    precision: str = "fp32"  # what the run computed in (`precision auto` resolved on the training device)
     health: dict[str, Any] = field(default_factory=dict)  # engine/health.py: fresh generated samples, no test data
 
     def line(self) -> str:

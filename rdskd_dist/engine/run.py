@@ -81,7 +81,7 @@ def finish(engine: Distiller, teacher_meta: dict[str, Any], test_data, wall_star
         student_accuracy=student_acc, iterations=engine.iteration, generator_steps=engine.g_step,
         student_steps=engine.s_step, train_time_s=engine.train_time_s, wall_time_s=time.perf_counter() - wall_start,
         samples_per_s=samples / max(engine.train_time_s, 1e-9), world_size=engine.world_size,
-        device=str(engine.device.type), health=health)
+        device=str(engine.device.type), precision=cfg.precision, health=health)
 
 
 def run_distillation(cfg: DistillConfig, teacher: nn.Module | None = None,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data.registry import input_spec
-from rdskd_dist.engine.evaluate import autocast
+from rdskd_dist.engine.precision import autocast
 from rdskd_dist.engine.phases import PhaseClock
 from rdskd_dist.methods import Method
 from rdskd_dist.methods.losses import kd_kl_loss
@@ -244,7 +244,7 @@ class SampleSource:
         xs, outs = [], []
         for _ in range(self._slice_sizes()[index]):
             with autocast(self.device, self.cfg.precision):
-                x = generator(self.latents(pool_noise))
+                x = generator(self.latents(pool_noise) * self.cfg.pool_latent_std)
                 self.clock.charge("generator")
                 out = self.method.teacher_forward(x, for_generator=False)
             self.clock.charge("teacher")

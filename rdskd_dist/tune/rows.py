@@ -86,7 +86,9 @@ def outcome_columns(metrics: Mapping[str, Any]) -> dict[str, Any]:
     nested) or a Ray Train report (health flat, as `health/<name>`)."""
     health = metrics.get("health")
     health = health if isinstance(health, Mapping) else health_from_flat(dict(metrics))
-    out = {name: metrics.get(name) for name in RESULT}
+    # a result field that is also an option column (precision: `auto` resolved on the worker) replaces the option's
+    # value only where the run reported it
+    out = {name: metrics.get(name) for name in RESULT if name not in DESCRIPTIVE or metrics.get(name) is not None}
     for key in SCALAR_KEYS:
         value = health.get(key)
         out[f"health_{key}"] = bool(value) if scalar_kind(key) is bool and value is not None else value
