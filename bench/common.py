@@ -24,7 +24,11 @@ def hardware() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from rdskd_dist.engine.precision import native_bf16
+
+    # "AMD EPYC" alone names CPUs with and without AVX-512 BF16: say what this one computes bf16 with
     info = {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(torch.device("cpu")),
             "torch": torch.__version__, "python": platform.python_version()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -40,6 +44,7 @@ def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: s
                "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **payload}
     atomic_write_json(payload, out_dir / f"{name}.json")
     hw = payload["hardware"]
-    header = (f"Command: `{payload['command']}`  \nHardware: {hw['cpu']}, {hw['cpus']} CPUs, torch {hw['torch']}"
+    header = (f"Command: `{payload['command']}`  \nHardware: {hw['cpu']} ({hw['cpu_capability']}, "
+              f"{'native' if hw['native_bf16'] else 'no native'} bf16), {hw['cpus']} CPUs, torch {hw['torch']}"
               f"{', GPU ' + hw['gpu'] if 'gpu' in hw else ''}  \nFinished: {payload['finished']}\n\n")
     atomic_write_text(header + markdown, out_dir / f"{name}.md")

@@ -31,7 +31,7 @@ class DistillResult:
         return (f"result: method={self.method} dataset={self.dataset} teacher_acc={teacher} "
                 f"student_acc={self.student_accuracy:.2f}% student={self.student_arch} "
                 f"steps=G{self.generator_steps}/S{self.student_steps} wall={self.wall_time_s:.1f}s "
-                f"samples/s={self.samples_per_s:.0f} workers={self.world_size} device={self.device}"
+                f"samples/s={self.samples_per_s:.0f} workers={self.world_size} device={self.device} {self.precision}"
                 + result_suffix(self.health))
 
     def to_dict(self) -> dict[str, Any]:
