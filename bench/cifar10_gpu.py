@@ -33,6 +33,7 @@ from common import write_results  # noqa: E402
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec, load_split  # noqa: E402
 from rdskd_dist.engine import evaluate_accuracy, run_distillation, schedule_steps  # noqa: E402
+from rdskd_dist.engine.precision import resolve_precision  # noqa: E402
 from rdskd_dist.engine.run import resolve_device  # noqa: E402
 from rdskd_dist.engine.resolve import resolve_config  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
@@ -183,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     started = time.perf_counter()
-    precision = "bf16"
     device = resolve_device(args.device)
+    precision = resolve_precision("auto", device)  # bf16 on the GPU; fp32 on a CPU that would emulate it (--tiny)
     name = "cifar10_gpu" + ("_tiny" if args.tiny else "")
     teacher_path = Path(args.teacher)
     teacher_run: dict[str, Any] = {}
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     trained = (f" Trained here: {teacher_run['epochs']} epochs at batch {teacher_run['batch_size']} in "
                f"{teacher_run['train_s']:.0f} s." if teacher_run else "")
     md = (f"# CIFAR-10: ResNet-34 -> ResNet-18 ({'tiny smoke run' if args.tiny else 'GPU'})\n\n"
-          f"Teacher test accuracy: {teacher_acc:.2f}%.{trained} bf16 autocast + channels_last. The curve points are "
+          f"Teacher test accuracy: {teacher_acc:.2f}%.{trained} {precision} + channels_last. The curve points are "
           f"test accuracy during training (monitoring, not selection).\n\n" + "\n".join(rows) + "\n")
     write_results(args.out_dir, name, {"teacher": teacher_run, "teacher_accuracy": teacher_acc, "runs": runs,
                                        "wall_time_s": time.perf_counter() - started}, md)
