@@ -181,13 +181,20 @@ def test_pool_snapshots_draw_slices_from_one_generator_during_stage_1_without_ch
         DistillConfig(**{**base, "sample_pool": 4}, pool_snapshots=2, generators=2)
 
 
-def test_a_train_mode_pool_normalises_each_batch_by_its_own_statistics_and_leaves_the_running_ones(digits_teacher):
+POOL_BASE = dict(method="rdskd", generator_steps=3, student_steps=1, batch_size=8, sample_pool=2, log_every=100,
+                 eval_teacher=False)
+
+
+def pool_engines(digits_teacher, option: str, values) -> tuple[dict, torch.nn.Module]:
+    """One tiny two-stage engine per value of a pool option (stage 1 identical in all), and the teacher."""
     spec = get_spec("digits")
     teacher, _ = load_teacher(digits_teacher, spec)
-    base = dict(method="rdskd", generator_steps=3, student_steps=1, batch_size=8, sample_pool=2, log_every=100,
-                eval_teacher=False)
-    engines = {mode: Distiller(DistillConfig(**base, pool_generator_mode=mode), teacher, spec, torch.device("cpu"))
-               for mode in ("eval", "train")}
+    return {v: Distiller(DistillConfig(**POOL_BASE, **{option: v}), teacher, spec, torch.device("cpu"))
+            for v in values}, teacher
+
+
+def test_a_train_mode_pool_normalises_each_batch_by_its_own_statistics_and_leaves_the_running_ones(digits_teacher):
+    engines, _ = pool_engines(digits_teacher, "pool_generator_mode", ("eval", "train"))
     for engine in engines.values():
         for _ in range(3):
             engine.step()  # stage 1, identical in both
@@ -347,12 +354,7 @@ def test_cutmix_and_mixup_each_reach_the_student_relabelled(digits_teacher):
 def test_pool_latent_std_draws_the_pool_from_scaled_noise_relabelled_by_the_teacher(digits_teacher):
     from pydantic import ValidationError
 
-    spec = get_spec("digits")
-    teacher, _ = load_teacher(digits_teacher, spec)
-    base = dict(method="rdskd", generator_steps=3, student_steps=1, batch_size=8, sample_pool=2, log_every=100,
-                eval_teacher=False)
-    engines = {std: Distiller(DistillConfig(**base, pool_latent_std=std), teacher, spec, torch.device("cpu"))
-               for std in (1.0, 2.0)}
+    engines, teacher = pool_engines(digits_teacher, "pool_latent_std", (1.0, 2.0))
     for engine in engines.values():
         for _ in range(4):
             engine.step()  # stage 1 (identical in both), then the first student step draws the pool
@@ -366,4 +368,4 @@ def test_pool_latent_std_draws_the_pool_from_scaled_noise_relabelled_by_the_teac
     assert torch.allclose(wide.samples.pool[1].logits[:8], relabelled, atol=1e-4)
     assert not torch.allclose(engines[1.0].samples.pool[0][:8], expected, atol=1e-3)
     with pytest.raises(ValidationError):
-        DistillConfig(**base, pool_latent_std=0.0)
+        DistillConfig(**POOL_BASE, pool_latent_std=0.0)
