@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 from rdskd_dist.data import ImageTensors, get_spec, load_split
 from rdskd_dist.engine.evaluate import evaluate_accuracy
-from rdskd_dist.engine.precision import autocast, note_emulated_bf16, resolve_precision
+from rdskd_dist.engine.precision import autocast, precision_for_run
 from rdskd_dist.engine.run import resolve_device
 from rdskd_dist.engine.samples import windows_at
 from rdskd_dist.models import create_model
@@ -55,8 +55,7 @@ def train_teacher(cfg: TeacherConfig, log=print) -> tuple[torch.nn.Module, float
     train: ImageTensors = load_split(cfg.dataset, "train", cfg.data_root, cfg.download)
     test: ImageTensors = load_split(cfg.dataset, "test", cfg.data_root, cfg.download)
     device = resolve_device(cfg.device)
-    cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})
-    note_emulated_bf16(cfg.precision, device)
+    cfg = cfg.model_copy(update={"precision": precision_for_run(cfg.precision, device)})
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = create_model(cfg.arch or spec.teacher_arch, num_classes=spec.num_classes, in_channels=spec.channels,

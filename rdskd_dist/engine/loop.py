@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rdskd_dist.config import DistillConfig
 from rdskd_dist.data import DatasetSpec, load_probe
-from rdskd_dist.engine.precision import autocast, note_emulated_bf16, resolve_precision
+from rdskd_dist.engine.precision import autocast, precision_for_run
 from rdskd_dist.engine.health import LiveHealth
 from rdskd_dist.engine.metrics import StepMetrics
 from rdskd_dist.engine.samples import SampleSource, unwrap
@@ -53,9 +53,8 @@ class Distiller:
                  rank: int = 0, world_size: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None):
         spec = spec.with_input(cfg.image_size, cfg.teacher_mean, cfg.teacher_std)  # same spec if already applied
         cfg = resolve_config(cfg, spec)
-        cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device)})  # on the machine that trains
-        if rank == 0:
-            note_emulated_bf16(cfg.precision, device)
+        # on the machine that trains; one note per run
+        cfg = cfg.model_copy(update={"precision": precision_for_run(cfg.precision, device, note=rank == 0)})
         self.cfg, self.spec, self.device = cfg, spec, device
         self.probe_data = load_probe(cfg.probe_data, spec) if cfg.probe_data is not None else None  # fails early
         self.rank, self.world_size = rank, world_size

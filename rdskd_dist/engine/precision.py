@@ -39,6 +39,14 @@ def note_emulated_bf16(precision: str, device: torch.device) -> None:
               "be several times slower than fp32 here: use --precision auto", file=sys.stderr, flush=True)
 
 
+def precision_for_run(requested: str, device: torch.device, *, note: bool = True) -> str:
+    """What a run on `device` computes in (`auto` resolved), with the emulated-bf16 note where `note` is set."""
+    precision = resolve_precision(requested, device)
+    if note:
+        note_emulated_bf16(precision, device)
+    return precision
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
