@@ -26,6 +26,7 @@ from common import write_results  # noqa: E402
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec  # noqa: E402
 from rdskd_dist.engine.loop import Distiller  # noqa: E402
+from rdskd_dist.engine.precision import resolve_precision  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
 from rdskd_dist.teachers import freeze  # noqa: E402
 
@@ -82,7 +83,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--student-batch-size", type=int, default=256)
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--precision", default="auto", choices=["bf16", "fp32", "auto"])
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
@@ -101,7 +102,8 @@ def main() -> None:
         even = f"{r['break_even_steps']:.0f}" if r["break_even_steps"] is not None else "never"
         rows.append(f"| {phase} | {r['eager_s'] * 1e3:.1f} | {r['compiled_s'] * 1e3:.1f} | x{r['speedup']:.2f} | "
                     f"{r['compile_s']:.1f} | {even} |")
-    settings = (f"batch {args.batch_size} (student {args.student_batch_size}), {args.precision} + channels_last, "
+    precision = resolve_precision(args.precision, torch.device("cpu"))
+    settings = (f"batch {args.batch_size} (student {args.student_batch_size}), {precision} + channels_last, "
                 f"{args.rounds} alternating rounds of {args.steps} steps, medians")
     write_results(args.out_dir, args.name, {"settings": settings, "results": results},
                   f"# torch.compile on this CPU\n\n{settings}.\n\n" + "\n".join(rows) + "\n")

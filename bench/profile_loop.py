@@ -1,6 +1,6 @@
 """Where the loop's time goes, op by op: torch.profiler over real engine steps.
 
-    python bench/profile_loop.py                    # digits shapes (32x32 LeNet-5), batch 256, bf16 + channels_last
+    python bench/profile_loop.py                    # digits shapes (32x32 LeNet-5), batch 256, auto precision + channels_last
     python bench/profile_loop.py --precision fp32 --no-channels-last --name profile_fp32
 
 Profiles `--steps` generator steps (RDSKD stage 1) and `--steps` student steps on pooled samples,
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--top", type=int, default=12, help="ops listed per stage")
     p.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "results")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     stages = {"generator step (stage 1)": profile_steps(engine, args.steps, args.top),
               "student step, pooled samples (stage 2)": profile_steps(engine, args.steps, args.top)}
     parts = [f"# Profile of the loop\n\nRDSKD, 32x32 LeNet-5 -> LeNet-5-half, batch {args.batch_size}, "
-             f"{args.precision}, channels_last={args.channels_last}, {args.steps} profiled steps per stage "
+             f"{engine.cfg.precision}, channels_last={args.channels_last}, {args.steps} profiled steps per stage "
              f"(torch.profiler, self CPU time).\n"]
     for stage, rows in stages.items():
         parts.append(f"\n## {stage}\n\n| op | calls/step | self ms/step | share |\n|---|---|---|---|")

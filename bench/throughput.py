@@ -1,6 +1,6 @@
 """Throughput: samples/s of one distillation config in this process, on 1 Ray Train worker and on 2.
 
-    python bench/throughput.py                      # digits, batch 256, bf16 + channels_last
+    python bench/throughput.py                      # digits, batch 256, auto precision + channels_last
     python bench/throughput.py --dataset mnist --data-root ../shared/datasets/mnist
     python bench/throughput.py --repeats 2          # interleave the three modes twice
 
@@ -53,6 +53,7 @@ from rdskd_dist.adapters.ray_train import ReportLog, ScaleConfig, read_report_lo
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec  # noqa: E402
 from rdskd_dist.engine import run_distillation  # noqa: E402
+from rdskd_dist.engine.precision import resolve_precision  # noqa: E402
 from rdskd_dist.models import create_model  # noqa: E402
 from rdskd_dist.teachers import save_teacher  # noqa: E402
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--generator-steps", type=int, default=24)
     parser.add_argument("--student-steps", type=int, default=48)
     parser.add_argument("--log-every", type=int, default=8)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--sample-pool", type=int, default=0, help="two-stage sample pool (0: fresh samples)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPUs in all (Ray gets these)")
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(rows)
     notes = (f"\n\nConfig: {cfg.dataset}, rdskd two-stage, G{cfg.generator_steps}/S{cfg.student_steps}, per-worker batch "
-             f"{cfg.batch_size}, {cfg.precision}, channels_last={cfg.channels_last}, sample_pool={cfg.sample_pool}, "
+             f"{cfg.batch_size}, {resolve_precision(cfg.precision, torch.device('cpu'))}, channels_last={cfg.channels_last}, sample_pool={cfg.sample_pool}, "
              f"log_every={cfg.log_every}, repeats={args.repeats}. Load average before/after: "
              f"{load_before[0]:.1f}/{load_after[0]:.1f} (other processes on the machine skew the figures).\n")
     print(table + notes, flush=True)
