@@ -111,12 +111,13 @@ CONFIGS: dict[str, dict] = {
     "dafl_q_before": dict(method="dafl", batch_size=128, **_QUALITY["dafl"], **_DAFL_BEFORE, **_FAST),
     # the quickstart's reference points on digits (tune/quickstart.yaml: batch 64, range prior 10, each method's
     # budget), at the reference generator width and at half of it (a quarter of its convolutions' cost), and at
-    # twice each budget (is the half-width student at its plateau?); --dataset digits --teacher <sweep>/teacher.pt
+    # two and three times each budget (where is each student's plateau?); --dataset digits --teacher <sweep>/teacher.pt
     **{f"quickstart_{method}{suffix}": dict(method=method, batch_size=64, w_range=10.0, generator_width=width,
                                             **{k: v * scale if k == "student_steps" else v for k, v in budget.items()},
                                             **_FAST)
        for method, budget in (("rdskd", dict(generator_steps=60, student_steps=200)), ("dafl", dict(student_steps=120)))
-       for suffix, width, scale in (("", 1.0, 1), ("_gw05", 0.5, 1), ("_gw05_x2", 0.5, 2))},
+       for suffix, width, scale in (("", 1.0, 1), ("_gw05", 0.5, 1), ("_gw05_x2", 0.5, 2), ("_gw05_x3", 0.5, 3),
+                                    ("_x3", 1.0, 3))},
     "tiny": dict(method="rdskd", generator_steps=4, batch_size=16, student_steps=20, memory_bank=256, sample_pool=2,
                  augment_shift=2, augment_mixup=1.0, student_lr_schedule="onecycle"),
 }
