@@ -176,6 +176,9 @@ CONFIGS["dfad_reference_100"] = {**CONFIGS["dfad_reference"], "student_steps": 1
 # (`--pool-snapshots 4`, session 19): stage 1 trains bit for bit as in rdskd_long_range, the student sees
 # samples of 4 generator states besides the bank's trajectory
 CONFIGS["rdskd_long_range_snap4"] = {**CONFIGS["rdskd_long_range"], "pool_snapshots": 4}
+# the pool from wider latent noise (session 32, paired on shared stage 1s: S = 1.5 +0.21 and S = 2 +0.20 over 3 seeds,
+# every pair ahead); the best 10-minute setting on the AVX2 EPYC, off in the engine's defaults (one dataset, one budget)
+CONFIGS["rdskd_long_range_zstd15"] = {**CONFIGS["rdskd_long_range"], "pool_latent_std": 1.5}
 
 
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:

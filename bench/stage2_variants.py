@@ -64,6 +64,7 @@ VARIANTS: dict[str, dict] = {
     "zstd15": {"pool_latent_std": 1.5},  # a pool from wider latent noise: samples off the generator's usual ones
     "zstd07": {"pool_latent_std": 0.7},
     "zstd20": {"pool_latent_std": 2.0},
+    "zstd30": {"pool_latent_std": 3.0},
     "zstd15_ema999": {"pool_latent_std": 1.5, "student_ema": 0.999},
     "s10000": {"student_steps": 10000},
     "s20000": {"student_steps": 20000},
