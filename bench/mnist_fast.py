@@ -109,12 +109,11 @@ CONFIGS: dict[str, dict] = {
        for fix, key in (("lr", "lr_generator"), ("log10", "entropy_log"), ("trunk", "activation_feature"),
                         ("eps", "generator_inner_bn_eps"))},
     "dafl_q_before": dict(method="dafl", batch_size=128, **_QUALITY["dafl"], **_DAFL_BEFORE, **_FAST),
-    # the quickstart's reference points on digits (tune/quickstart.yaml: batch 64, range prior 10, each method's
-    # budget), at the reference generator width and at half of it (a quarter of its convolutions' cost), and at
-    # two and three times each budget (where is each student's plateau?); --dataset digits --teacher <sweep>/teacher.pt
+    # the quickstart's reference points on digits with its budgets before session 32 (batch 64, range prior 10), at
+    # the reference generator width and at half of it (a quarter of its convolutions' cost), and at two and three
+    # times each student budget (where is each student's plateau?); --dataset digits --teacher <sweep>/teacher.pt
     **{f"quickstart_{method}{suffix}": dict(method=method, batch_size=64, w_range=10.0, generator_width=width,
-                                            **{k: v * scale if k == "student_steps" else v for k, v in budget.items()},
-                                            **_FAST)
+                                            **{**budget, "student_steps": budget["student_steps"] * scale}, **_FAST)
        for method, budget in (("rdskd", dict(generator_steps=60, student_steps=200)), ("dafl", dict(student_steps=120)))
        for suffix, width, scale in (("", 1.0, 1), ("_gw05", 0.5, 1), ("_gw05_x2", 0.5, 2), ("_gw05_x3", 0.5, 3),
                                     ("_x3", 1.0, 3))},

@@ -65,7 +65,6 @@ VARIANTS: dict[str, dict] = {
     "zstd07": {"pool_latent_std": 0.7},
     "zstd20": {"pool_latent_std": 2.0},
     "zstd30": {"pool_latent_std": 3.0},
-    "zstd15_ema999": {"pool_latent_std": 1.5, "student_ema": 0.999},
     "s10000": {"student_steps": 10000},
     "s20000": {"student_steps": 20000},
     # half of each student batch moved toward student-teacher disagreement (session 7: +0.54 at S8000, 1.7x a step)

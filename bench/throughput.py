@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     table = "\n".join(rows)
     notes = (f"\n\nConfig: {cfg.dataset}, rdskd two-stage, G{cfg.generator_steps}/S{cfg.student_steps}, per-worker batch "
-             f"{cfg.batch_size}, {resolve_precision(cfg.precision, torch.device('cpu'))}, channels_last={cfg.channels_last}, sample_pool={cfg.sample_pool}, "
+             f"{cfg.batch_size}, {resolve_precision(cfg.precision, torch.device('cpu'))}, "
+             f"channels_last={cfg.channels_last}, sample_pool={cfg.sample_pool}, "
              f"log_every={cfg.log_every}, repeats={args.repeats}. Load average before/after: "
              f"{load_before[0]:.1f}/{load_after[0]:.1f} (other processes on the machine skew the figures).\n")
     print(table + notes, flush=True)
