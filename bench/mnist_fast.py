@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
 
 from rdskd_dist.config import DistillConfig  # noqa: E402
-from rdskd_dist.data import get_spec, load_split  # noqa: E402
+from rdskd_dist.data import input_spec, load_split  # noqa: E402
 from rdskd_dist.engine import Distiller, evaluate_accuracy, prepare_teacher, resolve_device  # noqa: E402
 
 _FAST = dict(precision="auto", channels_last=True)  # bf16 where native, else fp32
@@ -117,6 +117,12 @@ CONFIGS: dict[str, dict] = {
        for method, budget in (("rdskd", dict(generator_steps=60, student_steps=200)), ("dafl", dict(student_steps=120)))
        for suffix, width, scale in (("", 1.0, 1), ("_gw05", 0.5, 1), ("_gw05_x2", 0.5, 2), ("_gw05_x3", 0.5, 3),
                                     ("_x3", 1.0, 3))},
+    # the same at 16x16 inputs (a quarter of every convolution's cost; --teacher a teacher trained at 16x16)
+    **{f"quickstart_{method}_gw05_x{scale}_s16": dict(method=method, batch_size=64, w_range=10.0, generator_width=0.5,
+                                                      image_size=16, **budget, **_FAST)
+       for scale in (3, 6)
+       for method, budget in (("rdskd", dict(generator_steps=60, student_steps=200 * scale)),
+                              ("dafl", dict(student_steps=120 * scale)))},
     "tiny": dict(method="rdskd", generator_steps=4, batch_size=16, student_steps=20, memory_bank=256, sample_pool=2,
                  augment_shift=2, augment_mixup=1.0, student_lr_schedule="onecycle"),
 }
@@ -205,7 +211,10 @@ def run_one(name: str, seed: int, args, test) -> dict:
     wall_start = time.perf_counter()
     teacher, _ = prepare_teacher(cfg)
     device = resolve_device(cfg.device)
-    engine = Distiller(cfg, teacher, get_spec(cfg.dataset), device)
+    spec = input_spec(cfg)
+    if test.spec != spec:  # a configuration at another input size: its test split resized from the native images
+        test = load_split(cfg.dataset, "test", cfg.data_root, spec=spec)
+    engine = Distiller(cfg, teacher, spec, device)
     final, curve = run_with_curve(engine, test)
     wall = time.perf_counter() - wall_start
     monitor_s = wall - engine.train_time_s

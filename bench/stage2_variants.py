@@ -65,6 +65,9 @@ VARIANTS: dict[str, dict] = {
     "zstd07": {"pool_latent_std": 0.7},
     "zstd20": {"pool_latent_std": 2.0},
     "zstd30": {"pool_latent_std": 3.0},
+    # the two student-side gains found so far together: the wider-latent pool (session 32) and twice the updates
+    # on half the student batch (b128, session 18)
+    "zstd15_b128": {"pool_latent_std": 1.5, "student_batch_size": 128, "student_steps": 32000},
     "s10000": {"student_steps": 10000},
     "s20000": {"student_steps": 20000},
     # half of each student batch moved toward student-teacher disagreement (session 7: +0.54 at S8000, 1.7x a step)

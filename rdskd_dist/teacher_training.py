@@ -26,13 +26,16 @@ class TeacherConfig(BaseModel):
     data_root: Optional[Path] = Field(None, description="folder with the dataset files (else $RDSKD_DATA_ROOT)")
     download: bool = Field(False, description="let torchvision download missing dataset files")
     arch: Optional[str] = Field(None, description="teacher architecture (default: the dataset's reference)")
+    image_size: Optional[PositiveInt] = Field(
+        None, description="input size, a multiple of 4 (default: the dataset's 32); images are resized to it")
     out: Path = Field(Path("teacher.pt"), description="checkpoint file to write (plus OUT.sha256)")
     epochs: PositiveInt = Field(10, description="passes over the training split")
     batch_size: PositiveInt = Field(128, description="training batch size")
     lr: PositiveFloat = Field(1e-3, description="peak learning rate (cosine decay to 0)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam, or sgd with momentum 0.9 and nesterov")
     weight_decay: NonNegativeFloat = Field(0.0, description="weight decay")
-    augment: bool = Field(True, description="random 32x32 crops of the image padded by 2 (4 for 3-channel data) and, "
+    augment: bool = Field(True, description="random crops of the image padded by 2 (4 for 3-channel data; scaled "
+                                            "with the image size from 32) and, "
                                             "for 3-channel data, horizontal flips")
     seed: int = Field(0, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
@@ -51,9 +54,9 @@ def _augment(x: torch.Tensor, flip: bool, pad: int, gen: torch.Generator) -> tor
 
 
 def train_teacher(cfg: TeacherConfig, log=print) -> tuple[torch.nn.Module, float]:
-    spec = get_spec(cfg.dataset)
-    train: ImageTensors = load_split(cfg.dataset, "train", cfg.data_root, cfg.download)
-    test: ImageTensors = load_split(cfg.dataset, "test", cfg.data_root, cfg.download)
+    spec = get_spec(cfg.dataset).with_input(cfg.image_size)
+    train: ImageTensors = load_split(cfg.dataset, "train", cfg.data_root, cfg.download, spec=spec)
+    test: ImageTensors = load_split(cfg.dataset, "test", cfg.data_root, cfg.download, spec=spec)
     device = resolve_device(cfg.device)
     cfg = cfg.model_copy(update={"precision": precision_for_run(cfg.precision, device)})
     torch.manual_seed(cfg.seed)
@@ -71,7 +74,7 @@ def train_teacher(cfg: TeacherConfig, log=print) -> tuple[torch.nn.Module, float
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
                                                 pct_start=0.15)
-    pad = 4 if spec.channels == 3 else 2
+    pad = max(1, round((4 if spec.channels == 3 else 2) * spec.image_size / 32))  # the same shift relative to the image
     for epoch in range(cfg.epochs):
         model.train()
         start, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)

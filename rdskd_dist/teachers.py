@@ -130,6 +130,7 @@ def load_teacher(path: str | os.PathLike, spec: DatasetSpec, *, arch: str | None
     if sha256 is not None and digest.lower() != sha256.lower():
         raise UserError(f"teacher {path} has SHA-256 {digest}, expected {sha256.lower()}; refusing it")
     obj = safe_torch_load(path, "teacher")
+    saved_size = None  # the input size a checkpoint of ours records
     if isinstance(obj, dict) and obj.get("format") == TEACHER_FORMAT:
         arch_spec = dict(obj["arch"])
         if arch is not None and arch != arch_spec["name"]:
@@ -137,9 +138,9 @@ def load_teacher(path: str | os.PathLike, spec: DatasetSpec, *, arch: str | None
         if obj.get("dataset") not in (None, spec.name):
             raise UserError(f"teacher {path} was trained on {obj['dataset']}, not {spec.name}")
         state_dict, meta = obj["state_dict"], {"test_accuracy": obj.get("test_accuracy"), "dataset": obj.get("dataset")}
-        if "image_size" in arch_spec and arch_spec["image_size"] != spec.image_size:
-            # built for this run's inputs (--image-size): zoo nets that take only 32x32 say so in one line
-            arch_spec["image_size"] = spec.image_size
+        saved_size = arch_spec.get("image_size")
+        if saved_size is not None and saved_size != spec.image_size:
+            arch_spec["image_size"] = spec.image_size  # built for this run's inputs (--image-size)
     else:
         if arch is None:
             raise UserError(f"teacher {path} is a bare state_dict: pass --teacher-arch (e.g. {spec.teacher_arch})")
@@ -147,7 +148,14 @@ def load_teacher(path: str | os.PathLike, spec: DatasetSpec, *, arch: str | None
                      "image_size": spec.image_size}
         state_dict, meta = obj, {"test_accuracy": None, "dataset": None}
     _check_shapes(arch_spec, spec, str(path))
-    model = build_from_state_dict(arch_spec, state_dict, str(path))
+    try:
+        model = build_from_state_dict(arch_spec, state_dict, str(path))
+    except UserError as exc:
+        if saved_size in (None, spec.image_size) or "shape mismatches" not in str(exc):
+            raise
+        # a net whose weights depend on the input size (LeNet-5's conv3) says which size it was trained at
+        raise UserError(f"teacher {path} ({arch_spec['name']}) was trained on {saved_size}x{saved_size} inputs and "
+                        f"does not fit {spec.image_size}x{spec.image_size}: pass --image-size {saved_size}") from None
     model = freeze(model, spec, feature_layer, source=f"teacher {path}")
     return model, {**meta, "arch": arch_spec, "sha256": digest, "path": str(path)}
 

@@ -376,11 +376,33 @@ def test_non_32_rgb_teacher_on_grey_data_with_a_probe_set(tmp_path, capsys):
     assert {"batch_health/effective_classes", "batch_health/mean_confidence"} <= keys
 
 
-def test_zoo_models_that_need_32_say_so(digits_teacher):
-    with pytest.raises(UserError, match="LeNet-5 takes 32x32 inputs, not 28x28"):
+def test_lenet5_at_other_input_sizes():
+    """The reference net at 32x32; at smaller sizes conv1/conv2 pad so that conv3 still sees a map, not a pixel."""
+    from rdskd_dist.models import create_model
+
+    reference = create_model("lenet5", image_size=32)
+    assert reference.conv1.padding == (0, 0) and reference.conv3.kernel_size == (5, 5)
+    assert sum(p.numel() for p in reference.parameters()) == 61706  # LeNet-5 as DAFL and RDSKD define it
+    for size, conv3 in ((16, 4), (28, 4), (24, 4), (40, 7)):
+        model = create_model("lenet5_half", image_size=size)
+        assert model.conv3.kernel_size == (conv3, conv3)
+        assert model(torch.zeros(2, 1, size, size)).shape == (2, 10)
+
+
+def test_teacher_trained_at_16_and_a_size_mismatch_says_which(digits_teacher, tmp_path):
+    from rdskd_dist.teacher_training import TeacherConfig, train_teacher
+    from rdskd_dist.teachers import save_teacher
+
+    model, accuracy = train_teacher(TeacherConfig(dataset="digits", image_size=16, epochs=3, lr=1e-2,
+                                                  out=tmp_path / "t16.pt"), log=lambda _msg: None)
+    assert model.spec["image_size"] == 16 and accuracy > 50  # learns from the 16x16 digits
+    save_teacher(model, tmp_path / "t16.pt", dataset="digits", test_accuracy=accuracy)
+    teacher, meta = load_teacher(tmp_path / "t16.pt", get_spec("digits").with_input(16))
+    assert teacher(torch.zeros(2, 1, 16, 16)).shape == (2, 10) and meta["arch"]["image_size"] == 16
+    with pytest.raises(UserError, match=r"was trained on 16x16 inputs and does not fit 32x32: pass --image-size 16"):
+        load_teacher(tmp_path / "t16.pt", get_spec("digits"))
+    with pytest.raises(UserError, match=r"was trained on 32x32 inputs and does not fit 28x28: pass --image-size 32"):
         load_teacher(digits_teacher, get_spec("digits").with_input(28))
-    with pytest.raises(UserError, match="LeNet-5 takes 32x32 inputs, not 28x28"):  # the default student
-        _run(plain_teacher(), image_size=28)
 
 
 # ---------------------------------------------------------------- --probe-data

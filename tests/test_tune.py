@@ -604,3 +604,20 @@ def test_ctrl_c_then_resume(tmp_path, local_ray, random_teacher):
     for key, row in finished.items():
         assert (after[key]["trial_id"], after[key]["started_at"]) == (row["trial_id"], row["started_at"])
     assert len({r["attempt"] for r in outcome.rows}) == 2
+
+
+def test_teacher_train_follows_the_sweeps_input_size(tmp_path):
+    """A sweep at --image-size trains its teacher at that size (the image size is the sweep's, not the block's)."""
+    from rich.console import Console
+
+    from rdskd_dist.tune.sweep import SweepFolder, ensure_teacher
+
+    spec = load_spec(None, data=tiny_spec(tmp_path, "s16", None, teacher_train={"epochs": 1},
+                                          base={**TINY_BASE, "image_size": 16}))
+    with pytest.raises(UserError, match="image_size"):
+        load_spec(None, data=tiny_spec(tmp_path, "bad", None, teacher_train={"epochs": 1, "image_size": 16}))
+    folder = SweepFolder(spec.sweep_dir)
+    folder.path.mkdir(parents=True)
+    spec = ensure_teacher(spec, folder, Console(file=open(os.devnull, "w")))
+    saved = torch.load(spec.base.teacher, weights_only=True)
+    assert saved["arch"]["image_size"] == 16 and saved["state_dict"]["conv3.weight"].shape[-1] == 4

@@ -1,4 +1,4 @@
-"""LeNet-5 and LeNet-5-half as used by DAFL and RDSKD (32x32 inputs)."""
+"""LeNet-5 and LeNet-5-half as used by DAFL and RDSKD (32x32 inputs, and any square size from 16 up)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,18 @@ from rdskd_dist.models.registry import register_model
 class LeNet5(Classifier):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 32, width: float = 1.0):
         super().__init__()
-        if image_size != 32:
-            raise UserError(f"LeNet-5 takes 32x32 inputs, not {image_size}x{image_size}")
+        # The reference at 32x32. Smaller inputs: conv1 and conv2 pad by (32 - size) / 8, so that 16x16 keeps a
+        # 4x4 map before conv3 (unpadded it would be 1x1: 16 numbers for the whole image), and conv3 spans the map
+        # that is left, as its 5x5 does at 32.
+        pad = max(0, (32 - image_size) // 8)
+        remaining = ((image_size + 2 * pad - 4) // 2 + 2 * pad - 4) // 2
+        if remaining < 1:
+            raise UserError(f"LeNet-5 takes inputs of at least 12x12 (32x32 is the reference), not "
+                            f"{image_size}x{image_size}")
         c1, c2, c3, f1 = (max(1, round(c * width)) for c in (6, 16, 120, 84))
-        self.conv1 = nn.Conv2d(in_channels, c1, 5)
-        self.conv2 = nn.Conv2d(c1, c2, 5)
-        self.conv3 = nn.Conv2d(c2, c3, 5)
+        self.conv1 = nn.Conv2d(in_channels, c1, 5, padding=pad)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=pad)
+        self.conv3 = nn.Conv2d(c2, c3, remaining)
         self.fc1 = nn.Linear(c3, f1)
         self.fc2 = nn.Linear(f1, num_classes)
         self.preact_spatial = False

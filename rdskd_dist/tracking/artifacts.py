@@ -191,7 +191,9 @@ def log_run_files(client, run_id: str, outputs: RunOutputs, config: dict[str, An
             from rdskd_dist.teachers import load_teacher
 
             dataset = payload.get("dataset") or config["dataset"]
-            teacher, _ = load_teacher(teacher_path, get_spec(dataset))
+            spec = get_spec(dataset).with_input(config.get("image_size"), config.get("teacher_mean"),
+                                                config.get("teacher_std"))
+            teacher, _ = load_teacher(teacher_path, spec)
             generator = build_generator(payload)
             train_mode = (payload.get("schedule") or config.get("schedule")) != "two_stage"
             png = sample_grid(generator, teacher, dataset, Path(tmp) / "samples.png", title=title,

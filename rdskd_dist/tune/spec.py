@@ -31,8 +31,8 @@ RUNTIME_FIELDS = {"max_concurrent", "output", "name", "storage"}  # may differ b
 # Options that belong to the sweep rather than to one distillation: the spec sets them per trial.
 TRIAL_OWNED = {"method", "seed", "output", "checkpoint"}
 
-# The teacher_train block: TeacherConfig minus what the sweep decides (dataset, data, output file).
-_TEACHER_SKIP = {"dataset", "data_root", "download", "out"}
+# The teacher_train block: TeacherConfig minus what the sweep decides (dataset, data, input size, output file).
+_TEACHER_SKIP = {"dataset", "data_root", "download", "image_size", "out"}
 TeacherTrainSpec = create_model(
     "TeacherTrainSpec",
     __config__=ConfigDict(extra="forbid"),

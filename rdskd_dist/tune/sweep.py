@@ -134,7 +134,7 @@ def ensure_teacher(spec: SweepSpec, folder: SweepFolder, console: Console) -> Sw
         from rdskd_dist.teachers import save_teacher
 
         cfg = TeacherConfig(dataset=spec.base.dataset, data_root=spec.base.data_root, download=spec.base.download,
-                            out=path, **spec.teacher_train.model_dump())
+                            image_size=spec.base.image_size, out=path, **spec.teacher_train.model_dump())
         start = time.perf_counter()
         with console.status(f"training the {spec.base.dataset} teacher ({cfg.epochs} epochs) into {path}"):
             model, accuracy = train_teacher(cfg, log=lambda _msg: None)
