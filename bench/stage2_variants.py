@@ -68,6 +68,9 @@ VARIANTS: dict[str, dict] = {
     # the two student-side gains found so far together: the wider-latent pool (session 32) and twice the updates
     # on half the student batch (b128, session 18)
     "zstd15_b128": {"pool_latent_std": 1.5, "student_batch_size": 128, "student_steps": 32000},
+    # ... with twice the pool: do more samples pay once they are more varied? (pool1600 at S = 1: -0.15, one seed)
+    "zstd15_b128_pool1600": {"pool_latent_std": 1.5, "student_batch_size": 128, "student_steps": 32000,
+                             "sample_pool": 1600},
     "s10000": {"student_steps": 10000},
     "s20000": {"student_steps": 20000},
     # half of each student batch moved toward student-teacher disagreement (session 7: +0.54 at S8000, 1.7x a step)

@@ -1,4 +1,4 @@
-"""LeNet-5 and LeNet-5-half as used by DAFL and RDSKD (32x32 inputs, and any square size from 16 up)."""
+"""LeNet-5 and LeNet-5-half as used by DAFL and RDSKD (32x32 inputs; the same stack at other sizes)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rdskd_dist.errors import UserError
 from rdskd_dist.models.base import Classifier, Features
 from rdskd_dist.models.registry import register_model
 
@@ -18,10 +17,7 @@ class LeNet5(Classifier):
         # 4x4 map before conv3 (unpadded it would be 1x1: 16 numbers for the whole image), and conv3 spans the map
         # that is left, as its 5x5 does at 32.
         pad = max(0, (32 - image_size) // 8)
-        remaining = ((image_size + 2 * pad - 4) // 2 + 2 * pad - 4) // 2
-        if remaining < 1:
-            raise UserError(f"LeNet-5 takes inputs of at least 12x12 (32x32 is the reference), not "
-                            f"{image_size}x{image_size}")
+        remaining = ((image_size + 2 * pad - 4) // 2 + 2 * pad - 4) // 2  # at least 1 for any size
         c1, c2, c3, f1 = (max(1, round(c * width)) for c in (6, 16, 120, 84))
         self.conv1 = nn.Conv2d(in_channels, c1, 5, padding=pad)
         self.conv2 = nn.Conv2d(c1, c2, 5, padding=pad)
