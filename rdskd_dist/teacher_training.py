@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-from rdskd_dist.data import ImageTensors, get_spec, load_split
+from rdskd_dist.data import ImageTensors, input_spec, load_split
 from rdskd_dist.engine.evaluate import evaluate_accuracy
 from rdskd_dist.engine.precision import autocast, precision_for_run
 from rdskd_dist.engine.run import resolve_device
@@ -54,7 +54,7 @@ def _augment(x: torch.Tensor, flip: bool, pad: int, gen: torch.Generator) -> tor
 
 
 def train_teacher(cfg: TeacherConfig, log=print) -> tuple[torch.nn.Module, float]:
-    spec = get_spec(cfg.dataset).with_input(cfg.image_size)
+    spec = input_spec(cfg)
     train: ImageTensors = load_split(cfg.dataset, "train", cfg.data_root, cfg.download, spec=spec)
     test: ImageTensors = load_split(cfg.dataset, "test", cfg.data_root, cfg.download, spec=spec)
     device = resolve_device(cfg.device)

@@ -38,7 +38,10 @@ def _check_shapes(arch: dict[str, Any], spec: DatasetSpec, source: str) -> None:
             raise UserError(f"teacher {source} has {key}={arch[key]} but dataset {spec.name} has {expected}")
 
 
-def build_from_state_dict(arch: dict[str, Any], state_dict: Any, source: str) -> nn.Module:
+def build_from_state_dict(arch: dict[str, Any], state_dict: Any, source: str,
+                          shape_hint: str | None = None) -> nn.Module:
+    """The architecture `arch` with `state_dict` loaded; `shape_hint` replaces the error when shapes differ (the
+    caller knows why they may)."""
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise UserError(f"teacher {source} is not a state_dict (a mapping of names to tensors)")
     model = build_external(arch["name"], arch) if ":" in arch["name"] else create_model_from_spec(arch)
@@ -46,6 +49,8 @@ def build_from_state_dict(arch: dict[str, Any], state_dict: Any, source: str) ->
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     mismatched = [k for k, v in state_dict.items() if k in expected and expected[k].shape != v.shape]
+    if mismatched and shape_hint:
+        raise UserError(f"teacher {source} {shape_hint}")
     if missing or unexpected or mismatched:
         problems = [f"{len(keys)} {what} (e.g. {keys[0]})" for keys, what in
                     ((missing, "missing keys"), (unexpected, "unexpected keys"), (mismatched, "shape mismatches"))
@@ -148,14 +153,11 @@ def load_teacher(path: str | os.PathLike, spec: DatasetSpec, *, arch: str | None
                      "image_size": spec.image_size}
         state_dict, meta = obj, {"test_accuracy": None, "dataset": None}
     _check_shapes(arch_spec, spec, str(path))
-    try:
-        model = build_from_state_dict(arch_spec, state_dict, str(path))
-    except UserError as exc:
-        if saved_size in (None, spec.image_size) or "shape mismatches" not in str(exc):
-            raise
-        # a net whose weights depend on the input size (LeNet-5's conv3) says which size it was trained at
-        raise UserError(f"teacher {path} ({arch_spec['name']}) was trained on {saved_size}x{saved_size} inputs and "
-                        f"does not fit {spec.image_size}x{spec.image_size}: pass --image-size {saved_size}") from None
+    # a net whose weights depend on the input size (LeNet-5's conv3) says which size it was trained at
+    size_hint = (None if saved_size in (None, spec.image_size) else
+                 f"({arch_spec['name']}) was trained on {saved_size}x{saved_size} inputs and does not fit "
+                 f"{spec.image_size}x{spec.image_size}: pass --image-size {saved_size}")
+    model = build_from_state_dict(arch_spec, state_dict, str(path), shape_hint=size_hint)
     model = freeze(model, spec, feature_layer, source=f"teacher {path}")
     return model, {**meta, "arch": arch_spec, "sha256": digest, "path": str(path)}
 

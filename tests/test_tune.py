@@ -618,6 +618,6 @@ def test_teacher_train_follows_the_sweeps_input_size(tmp_path):
         load_spec(None, data=tiny_spec(tmp_path, "bad", None, teacher_train={"epochs": 1, "image_size": 16}))
     folder = SweepFolder(spec.sweep_dir)
     folder.path.mkdir(parents=True)
-    spec = ensure_teacher(spec, folder, Console(file=open(os.devnull, "w")))
+    spec = ensure_teacher(spec, folder, Console(quiet=True))
     saved = torch.load(spec.base.teacher, weights_only=True)
     assert saved["arch"]["image_size"] == 16 and saved["state_dict"]["conv3.weight"].shape[-1] == 4

@@ -6,7 +6,7 @@ Each reader module (`idx.py`, `cifar.py`, `svhn.py`, `digits.py`) registers its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -105,9 +105,12 @@ def list_datasets() -> list[str]:
 
 def input_spec(cfg: Any) -> DatasetSpec:
     """The spec a run's teacher, generator and student see: `cfg.dataset`'s, with the config's `image_size`,
-    `teacher_mean` and `teacher_std` (any object with these attributes, e.g. a DistillConfig)."""
-    return get_spec(cfg.dataset).with_input(getattr(cfg, "image_size", None), getattr(cfg, "teacher_mean", None),
-                                            getattr(cfg, "teacher_std", None))
+    `teacher_mean` and `teacher_std` (any object with these attributes, e.g. a DistillConfig, or a mapping with
+    these keys, e.g. a run's logged config)."""
+    def option(name: str) -> Any:
+        return cfg.get(name) if isinstance(cfg, Mapping) else getattr(cfg, name, None)
+
+    return get_spec(option("dataset")).with_input(option("image_size"), option("teacher_mean"), option("teacher_std"))
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -187,13 +187,11 @@ def log_run_files(client, run_id: str, outputs: RunOutputs, config: dict[str, An
             problems.append(f"teacher file not readable here ({teacher_path}): no sample grid")
             return problems
         try:
-            from rdskd_dist.data import get_spec
+            from rdskd_dist.data import input_spec
             from rdskd_dist.teachers import load_teacher
 
             dataset = payload.get("dataset") or config["dataset"]
-            spec = get_spec(dataset).with_input(config.get("image_size"), config.get("teacher_mean"),
-                                                config.get("teacher_std"))
-            teacher, _ = load_teacher(teacher_path, spec)
+            teacher, _ = load_teacher(teacher_path, input_spec({**config, "dataset": dataset}))
             generator = build_generator(payload)
             train_mode = (payload.get("schedule") or config.get("schedule")) != "two_stage"
             png = sample_grid(generator, teacher, dataset, Path(tmp) / "samples.png", title=title,
