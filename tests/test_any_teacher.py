@@ -506,3 +506,16 @@ def test_live_health_numbers():
 
     assert progress_metrics(metrics) == metrics  # the MLflow progress path charts them under the same names
     assert live.stats() is None  # each report reads the batch once
+
+
+def test_generator_from_an_engine_checkpoint_at_another_input_size_and_width(tmp_path):
+    """MLflow's generator artifact rebuilt from an engine checkpoint follows the run's --image-size and width."""
+    from rdskd_dist.tracking.artifacts import build_generator, generator_payload
+
+    checkpoint = tmp_path / "engine.pt"
+    options = dict(image_size=16, generator_width=0.5, checkpoint=checkpoint, checkpoint_every=1)
+    _run(plain_teacher(), **options)
+    payload = generator_payload(checkpoint, DistillConfig(**{**TINY, **options}).model_dump(mode="json"))
+    assert payload["arch"]["image_size"] == 16 and payload["arch"]["width"] == 0.5
+    generator = build_generator(payload)
+    assert generator(torch.randn(2, generator.latent_dim)).shape == (2, 1, 16, 16)

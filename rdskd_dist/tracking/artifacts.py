@@ -92,7 +92,7 @@ def load_student(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
 
 def generator_payload(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:
     """`{format, arch, state_dict}` of the generator, from a generator.pt or an engine checkpoint."""
-    from rdskd_dist.data import get_spec
+    from rdskd_dist.data import input_spec
 
     obj = safe_torch_load(path, "generator")
     if isinstance(obj, dict) and obj.get("format") == GENERATOR_FORMAT:
@@ -100,10 +100,11 @@ def generator_payload(path: str | os.PathLike, config: dict[str, Any]) -> dict[s
     if not isinstance(obj, dict) or "generator" not in obj:
         raise UserError(f"{path} holds no generator weights")
     cfg = obj.get("config") or config
-    spec = get_spec(cfg["dataset"])
+    spec = input_spec(cfg)  # the run's inputs (--image-size, --teacher-mean/std), as the engine built it
     arch = {"name": "dafl_generator", "latent_dim": int(cfg["latent_dim"] or spec.latent_dim),
             "out_channels": spec.channels, "image_size": spec.image_size,
-            "inner_bn_eps": float(cfg.get("generator_inner_bn_eps") or 1e-5)}
+            "inner_bn_eps": float(cfg.get("generator_inner_bn_eps") or 1e-5),
+            "width": float(cfg.get("generator_width") or 1.0)}
     return {"format": GENERATOR_FORMAT, "arch": arch, "state_dict": obj["generator"],
             "dataset": cfg["dataset"], "method": cfg.get("method"), "schedule": cfg.get("schedule")}
 
