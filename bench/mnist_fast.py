@@ -141,6 +141,10 @@ CONFIGS.update({f"{name}_baloh": {**CONFIGS[name], "onehot_targets": "balanced"}
 # the one-hot weight at 5x the reference: the long robustness sweep's RDSKD accuracy rose with it (Spearman 0.80
 # over 16 points, seed 0, session 28); paired against rdskd_long_range on the same seeds
 CONFIGS["rdskd_long_range_oh5"] = {**CONFIGS["rdskd_long_range"], "w_oh": 5.0}
+# rdskd_long_range with a half-width generator (a quarter of its convolutions' cost): where the CPU computes in fp32
+# (AVX2, no native bf16) stage 1 takes over half of that budget's time at full width; the quickstart's students
+# lost nothing at half width (session 32). A base for bench/stage2_variants.py (paired by seed with full width)
+CONFIGS["rdskd_long_range_gw05"] = {**CONFIGS["rdskd_long_range"], "generator_width": 0.5}
 # rdskd_long_range with the rest of the 10 minutes spent on stage 1 (its run takes about 7.5 minutes on the AMD
 # machine, a generator step about 0.19 s): 1,200 generator steps, the bank keeping all of them
 CONFIGS["rdskd_long_range_g1200"] = {**CONFIGS["rdskd_long_range"], "generator_steps": 1200, "memory_bank": 153600}
@@ -185,6 +189,11 @@ CONFIGS["rdskd_long_range_snap4"] = {**CONFIGS["rdskd_long_range"], "pool_snapsh
 # every pair ahead); the best 10-minute setting on the AVX2 EPYC, off in the engine's defaults (one dataset, one budget)
 CONFIGS["rdskd_long_range_zstd15"] = {**CONFIGS["rdskd_long_range"], "pool_latent_std": 1.5}
 
+# the best settings found at the 10-minute budget, sized to fit 10 minutes where the CPU computes in fp32 (AVX2 EPYC,
+# session 34): half-width generator (stage 1 194 s instead of 649 s there), the pool from latent noise of std 1.5, the
+# student at batch 128 with as many steps as the rest of the 10 minutes holds (a step about 13.5 ms there)
+CONFIGS["rdskd_long_range_gw05_zstd15_b128_s22000"] = {**CONFIGS["rdskd_long_range_gw05"], "pool_latent_std": 1.5,
+                                                      "student_batch_size": 128, "student_steps": 22000}
 
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:
     """Train to the end of the budget; the student's test accuracy at the end, and a monitoring curve
