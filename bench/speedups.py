@@ -41,8 +41,11 @@ VARIANTS = {  # name: DistillConfig options
     "bf16 + channels_last": dict(precision="bf16", channels_last=True),
     # what the shipped specs and benchmarks run: bf16 only where this CPU computes it natively
     "auto + channels_last": dict(precision="auto", channels_last=True),
+    # the lighter generator option: half the channels, a quarter of its convolutions' multiply-adds
+    "auto + channels_last, generator width 0.5": dict(precision="auto", channels_last=True, generator_width=0.5),
 }
 FAST = "auto + channels_last"
+POOLED = (FAST, "auto + channels_last, generator width 0.5")  # also timed with a pool (its fill and student steps)
 
 
 def time_steps(engine: Distiller, steps: int) -> float:
@@ -99,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="speedups")
     p.add_argument("--tiny", action="store_true", help="a tiny accuracy budget (smoke test)")
     p.add_argument("--no-accuracy", action="store_true", help="step times only (part 1)")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="variants to time (fp32, the base of the ratios, always is)")
     args = p.parse_args(argv)
+    variants = {name: VARIANTS[name] for name in VARIANTS if name == "fp32" or name in args.variants}
 
     spec = get_spec("digits")
     torch.manual_seed(0)
@@ -107,10 +113,11 @@ def main(argv: list[str] | None = None) -> None:
                                   image_size=spec.image_size))
     timings: dict[str, list[dict[str, float]]] = {}
     for _ in range(args.repeats):
-        for name, options in VARIANTS.items():
+        for name, options in variants.items():
             timings.setdefault(name, []).append(step_times(teacher, options, args.batch_size, args.steps, 0))
-        timings.setdefault(f"{FAST} + pool", []).append(
-            step_times(teacher, VARIANTS[FAST], args.batch_size, args.steps, args.pool))
+        for name in (n for n in POOLED if n in variants):
+            timings.setdefault(f"{name} + pool", []).append(
+                step_times(teacher, variants[name], args.batch_size, args.steps, args.pool))
         print({k: {m: round(x, 4) for m, x in v[-1].items()} for k, v in timings.items()}, flush=True)
     summary = {name: {k: statistics.fmean(r[k] for r in runs) for k in runs[0]} for name, runs in timings.items()}
     base = summary["fp32"]

@@ -61,8 +61,9 @@ def test_speedups_and_profile_scripts_on_tiny_shapes(tmp_path):
                               text=True, timeout=600, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-2000:]
     speed = json.loads((tmp_path / "speedups.json").read_text())
+    half = "auto + channels_last, generator width 0.5"
     assert set(speed["summary"]) == {"fp32", "fp32 + channels_last", "bf16", "bf16 + channels_last",
-                                     "auto + channels_last", "auto + channels_last + pool"}
+                                     "auto + channels_last", "auto + channels_last + pool", half, f"{half} + pool"}
     assert speed["hardware"]["cpu_capability"] and isinstance(speed["hardware"]["native_bf16"], bool)
     assert all(v["generator_step_s"] > 0 and v["student_step_s"] > 0 for v in speed["summary"].values())
     assert [len(a) for a in speed["accuracy"].values()] == [1, 1]
