@@ -194,6 +194,9 @@ CONFIGS["rdskd_long_range_zstd15"] = {**CONFIGS["rdskd_long_range"], "pool_laten
 # student at batch 128 with as many steps as the rest of the 10 minutes holds (a step about 13.5 ms there)
 CONFIGS["rdskd_long_range_gw05_zstd15_b128_s22000"] = {**CONFIGS["rdskd_long_range_gw05"], "pool_latent_std": 1.5,
                                                       "student_batch_size": 128, "student_steps": 22000}
+# ... at a quarter of the student batch (a step about 8.4 ms there; S44,000 at 64 matched S32,000 at 128, session 34)
+CONFIGS["rdskd_long_range_gw05_zstd15_b64_s38000"] = {**CONFIGS["rdskd_long_range_gw05_zstd15_b128_s22000"],
+                                                     "student_batch_size": 64, "student_steps": 38000}
 
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:
     """Train to the end of the budget; the student's test accuracy at the end, and a monitoring curve
