@@ -198,6 +198,7 @@ CONFIGS["rdskd_long_range_gw05_zstd15_b128_s22000"] = {**CONFIGS["rdskd_long_ran
 CONFIGS["rdskd_long_range_gw05_zstd15_b64_s38000"] = {**CONFIGS["rdskd_long_range_gw05_zstd15_b128_s22000"],
                                                      "student_batch_size": 64, "student_steps": 38000}
 
+
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:
     """Train to the end of the budget; the student's test accuracy at the end, and a monitoring curve
     (train s, student step, accuracy) at every report (its evaluations are outside the training time)."""

@@ -69,7 +69,7 @@ VARIANTS: dict[str, dict] = {
     # on half the student batch (b128, session 18)
     "zstd15_b128": {"pool_latent_std": 1.5, "student_batch_size": 128, "student_steps": 32000},
     # ... and at a quarter of the student batch for about the same time as zstd15_b128 (a step at batch 64 about
-    # 10 ms on the AVX2 EPYC against 13.5 ms at 128): do more, smaller updates pay again?
+    # 8.4 ms on the AVX2 EPYC against 13.5 ms at 128): do more, smaller updates pay again?
     "zstd15_b64_s44000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 44000},
     # ... with twice the pool: do more samples pay once they are more varied? (pool1600 at S = 1: -0.15, one seed)
     "zstd15_b128_pool1600": {"pool_latent_std": 1.5, "student_batch_size": 128, "student_steps": 32000,
