@@ -197,6 +197,10 @@ CONFIGS["rdskd_long_range_gw05_zstd15_b128_s22000"] = {**CONFIGS["rdskd_long_ran
 # ... at a quarter of the student batch (a step about 8.4 ms there; S44,000 at 64 matched S32,000 at 128, session 34)
 CONFIGS["rdskd_long_range_gw05_zstd15_b64_s38000"] = {**CONFIGS["rdskd_long_range_gw05_zstd15_b128_s22000"],
                                                      "student_batch_size": 64, "student_steps": 38000}
+# ... with the steps that session 35's cheaper student step (fused Adam, LeNet's pooling shortcut: 0.78-0.86x the
+# time at batch 64) fits into the same 10 minutes with some margin: S38,000 took 533-550 s there, a step about 8 ms
+CONFIGS["rdskd_long_range_gw05_zstd15_b64_s42000"] = {**CONFIGS["rdskd_long_range_gw05_zstd15_b64_s38000"],
+                                                     "student_steps": 42000}
 
 
 def run_with_curve(engine: Distiller, test) -> tuple[float, list[tuple[float, int, float]]]:

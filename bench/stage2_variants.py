@@ -71,6 +71,14 @@ VARIANTS: dict[str, dict] = {
     # ... and at a quarter of the student batch for about the same time as zstd15_b128 (a step at batch 64 about
     # 8.4 ms on the AVX2 EPYC against 13.5 ms at 128): do more, smaller updates pay again?
     "zstd15_b64_s44000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 44000},
+    # the 10-minute settings' student side (S38,000 at batch 64, rdskd_long_range_gw05_zstd15_b64_s38000 in
+    # mnist_fast.py), and with small rotations / scalings of each student sample relabelled by the teacher: real
+    # handwriting slants and sizes vary more than one generator's samples do
+    "zstd15_b64_s38000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000},
+    "zstd15_b64_s38000_rot10": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000,
+                                "augment_rotate": 10.0},
+    "zstd15_b64_s38000_rot10_scale01": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000,
+                                        "augment_rotate": 10.0, "augment_scale": 0.1},
     # ... with twice the pool: do more samples pay once they are more varied? (pool1600 at S = 1: -0.15, one seed)
     "zstd15_b128_pool1600": {"pool_latent_std": 1.5, "student_batch_size": 128, "student_steps": 32000,
                              "sample_pool": 1600},

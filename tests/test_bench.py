@@ -70,6 +70,12 @@ def test_speedups_and_profile_scripts_on_tiny_shapes(tmp_path):
     prof = json.loads((tmp_path / "profile.json").read_text())
     for rows in prof["stages"].values():
         assert len(rows) == 5 and rows[0]["self_ms_per_step"] >= rows[-1]["self_ms_per_step"] > 0
+    step = subprocess.run([sys.executable, str(ROOT / "bench" / "student_step.py"), "--config", "tiny", "--dataset",
+                           "digits", "--steps", "3", "--repeats", "2"], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
+    assert step.returncode == 0, step.stderr[-2000:]
+    timing = json.loads(step.stdout.strip().splitlines()[-1])
+    assert timing["config"] == "tiny" and len(timing["rounds_ms"]) == 2 and timing["ms_per_student_step"] > 0
 
 
 def test_mnist_fast_tiny_curve_and_plot(tmp_path, digits_teacher):

@@ -51,6 +51,37 @@ def test_the_gap_student_takes_any_input_size_and_scores_an_object_wherever_it_s
         assert half(torch.randn(3, 1, size, size)).shape == (3, 10)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_lenet_pooling_shortcut_gives_the_reference_stack_exactly(memory_format):
+    """LeNet pools before its ReLU and, without a gradient, takes the maximum of strided sub-grids: the logits
+    and every gradient must be the reference relu -> max_pool2d stack's, bit for bit, odd map sizes included."""
+    import torch.nn.functional as F
+
+    from rdskd_dist.models.lenet import max_pool_2x2
+
+    odd = torch.randn(3, 5, 7, 9)
+    with torch.no_grad():
+        assert torch.equal(max_pool_2x2(odd), F.max_pool2d(odd, 2))
+    torch.manual_seed(0)
+    model = create_model("lenet5", in_channels=1, image_size=28).to(memory_format=memory_format)  # maps 24, 12, 8, 4
+
+    def reference(x):
+        x = F.max_pool2d(F.relu(model.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(model.conv2(x)), 2)
+        return model.fc2(F.relu(model.fc1(F.relu(model.conv3(x)).flatten(1))))
+
+    x = torch.randn(16, 1, 28, 28).contiguous(memory_format=memory_format).requires_grad_()
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    grads = []
+    for forward in (model, reference):
+        model.zero_grad()
+        x.grad = None
+        forward(x).square().sum().backward()
+        grads.append([x.grad.clone(), *(p.grad.clone() for p in model.parameters())])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def test_bn_layers_exposed():
     assert len(create_model("resnet18").bn_layers()) == 20
     assert create_model("lenet5").bn_layers() == []

@@ -83,7 +83,10 @@ class Distiller:
             self.opt_s = torch.optim.SGD(s_params, lr=cfg.lr_student, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         else:
-            self.opt_s = torch.optim.Adam(s_params, lr=cfg.lr_student, weight_decay=cfg.weight_decay)
+            # fused: one kernel over all of the student's tensors. A LeNet student's step is small enough for the
+            # per-tensor update to show (0.6 of about 8 ms at batch 64 on a 2-core CPU, 0.14 fused; session 35)
+            self.opt_s = torch.optim.Adam(s_params, lr=cfg.lr_student, weight_decay=cfg.weight_decay,
+                                          fused=device.type in ("cpu", "cuda") or None)
         self.sched_g = generator_schedule(self.opt_g, cfg, self.total_g_steps)
         self.sched_s = student_schedule(self.opt_s, cfg, self.total_s_steps)
         # Polyak/EMA averaging smooths the last steps' noise out of the weights (the same on every rank under DDP)
