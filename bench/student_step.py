@@ -6,7 +6,8 @@ Builds the engine with the configuration's options (`bench/mnist_fast.py`) on th
 teacher of the dataset's architecture (the cost is a trained one's; no data files are read), a short stage 1 and a
 small pool (a student step's cost does not depend on either's size), then times `--repeats` rounds of `--steps`
 student steps (relabelling, augmentation, the student's forward, backward and optimiser step) and prints the median
-ms per step. To compare two versions of the code, run this script from each checkout in turn, A B A B, and compare
+ms per step; `--profile N` then lists the N ops with the most self CPU time over one more round (torch.profiler).
+To compare two versions of the code, run this script from each checkout in turn, A B A B, and compare
 the medians pair by pair: the machines here drift by more than the differences in question.
 """
 
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import hardware  # noqa: E402
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=1000, help="timed student steps per round")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="then list the top N ops of one more round")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     teacher = freeze(create_model(spec.teacher_arch, num_classes=spec.num_classes, in_channels=spec.channels,
                                   image_size=spec.image_size))
     options = {**CONFIGS[args.config], "generator_steps": 4, "sample_pool": 8, "memory_bank": 4 * 128,
-               "student_steps": args.steps * args.repeats + 100, "log_every": 10 ** 9}
+               "student_steps": args.steps * (args.repeats + 1) + 100, "log_every": 10 ** 9}
     options.pop("dataset", None)
     cfg = DistillConfig(dataset=args.dataset, teacher="untrained", device="cpu", seed=0, eval_teacher=False,
                         **options)
@@ -63,6 +66,16 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"config": args.config, "student_batch_size": cfg.student_batch_size,
                       "ms_per_student_step": round(statistics.median(rounds), 3),
                       "rounds_ms": [round(r, 3) for r in rounds], "hardware": hardware()}))
+    if args.profile:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(args.steps):
+                engine.step()
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        print("| op | calls / step | self ms / step | share |\n|---|---|---|---|")
+        for e in events[:args.profile]:
+            print(f"| `{e.key}` | {e.count / args.steps:g} | {e.self_cpu_time_total / 1000 / args.steps:.3f} | "
+                  f"{100 * e.self_cpu_time_total / total:.1f}% |")
 
 
 if __name__ == "__main__":
