@@ -77,6 +77,11 @@ VARIANTS: dict[str, dict] = {
     "zstd15_b64_s38000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000},
     "zstd15_b64_s38000_rot10": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000,
                                 "augment_rotate": 10.0},
+    # the 10-minute settings of session 35 (S42,000 at batch 64), and at half the student lr: the lr 2e-3 was chosen
+    # at batch 256 (4e-3: -0.23, session 12) and never retuned for a quarter of that batch
+    "zstd15_b64_s42000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000},
+    "zstd15_b64_s42000_lr1e-3": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000,
+                                 "lr_student": 1e-3},
     "zstd15_b64_s38000_rot10_scale01": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000,
                                         "augment_rotate": 10.0, "augment_scale": 0.1},
     # ... with twice the pool: do more samples pay once they are more varied? (pool1600 at S = 1: -0.15, one seed)
