@@ -82,6 +82,10 @@ VARIANTS: dict[str, dict] = {
     "zstd15_b64_s42000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000},
     "zstd15_b64_s42000_lr1e-3": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000,
                                  "lr_student": 1e-3},
+    # ... and with milder mixup (Beta(0.4, 0.4): most mixes close to one of the two samples; the reference 1.0 is
+    # uniform), never varied at these settings
+    "zstd15_b64_s42000_mix04": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000,
+                                "augment_mixup": 0.4},
     "zstd15_b64_s38000_rot10_scale01": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000,
                                         "augment_rotate": 10.0, "augment_scale": 0.1},
     # ... with twice the pool: do more samples pay once they are more varied? (pool1600 at S = 1: -0.15, one seed)
