@@ -39,6 +39,9 @@ STUDENT_SIDE = {"temperature", "lr_student", "student_batch_size", "student_step
                 "adversarial_every", "w_adv",
                 # a student-side term: its connector starts fresh at stage 2 (stage 1 never reads it)
                 "w_hint"}
+# the student side of the 10-minute settings at batch 64 (mnist_fast.py's rdskd_long_range_gw05_zstd15_b64_s*)
+_B64_S38000 = {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000}
+_B64_S42000 = {**_B64_S38000, "student_steps": 42000}
 VARIANTS: dict[str, dict] = {
     "control": {},
     "t4": {"temperature": 4.0},
@@ -74,20 +77,16 @@ VARIANTS: dict[str, dict] = {
     # the 10-minute settings' student side (S38,000 at batch 64, rdskd_long_range_gw05_zstd15_b64_s38000 in
     # mnist_fast.py), and with small rotations / scalings of each student sample relabelled by the teacher: real
     # handwriting slants and sizes vary more than one generator's samples do
-    "zstd15_b64_s38000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000},
-    "zstd15_b64_s38000_rot10": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000,
-                                "augment_rotate": 10.0},
+    "zstd15_b64_s38000": _B64_S38000,
+    "zstd15_b64_s38000_rot10": {**_B64_S38000, "augment_rotate": 10.0},
+    "zstd15_b64_s38000_rot10_scale01": {**_B64_S38000, "augment_rotate": 10.0, "augment_scale": 0.1},
     # the 10-minute settings of session 35 (S42,000 at batch 64), and at half the student lr: the lr 2e-3 was chosen
     # at batch 256 (4e-3: -0.23, session 12) and never retuned for a quarter of that batch
-    "zstd15_b64_s42000": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000},
-    "zstd15_b64_s42000_lr1e-3": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000,
-                                 "lr_student": 1e-3},
+    "zstd15_b64_s42000": _B64_S42000,
+    "zstd15_b64_s42000_lr1e-3": {**_B64_S42000, "lr_student": 1e-3},
     # ... and with milder mixup (Beta(0.4, 0.4): most mixes close to one of the two samples; the reference 1.0 is
     # uniform), never varied at these settings
-    "zstd15_b64_s42000_mix04": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 42000,
-                                "augment_mixup": 0.4},
-    "zstd15_b64_s38000_rot10_scale01": {"pool_latent_std": 1.5, "student_batch_size": 64, "student_steps": 38000,
-                                        "augment_rotate": 10.0, "augment_scale": 0.1},
+    "zstd15_b64_s42000_mix04": {**_B64_S42000, "augment_mixup": 0.4},
     # ... with twice the pool: do more samples pay once they are more varied? (pool1600 at S = 1: -0.15, one seed)
     "zstd15_b128_pool1600": {"pool_latent_std": 1.5, "student_batch_size": 128, "student_steps": 32000,
                              "sample_pool": 1600},

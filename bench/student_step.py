@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import hardware  # noqa: E402
 from mnist_fast import CONFIGS  # noqa: E402
+from profile_loop import profile_steps  # noqa: E402
 
 from rdskd_dist.config import DistillConfig  # noqa: E402
 from rdskd_dist.data import get_spec  # noqa: E402
@@ -67,15 +67,10 @@ def main(argv: list[str] | None = None) -> None:
                       "ms_per_student_step": round(statistics.median(rounds), 3),
                       "rounds_ms": [round(r, 3) for r in rounds], "hardware": hardware()}))
     if args.profile:
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(args.steps):
-                engine.step()
-        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-        total = sum(e.self_cpu_time_total for e in events)
         print("| op | calls / step | self ms / step | share |\n|---|---|---|---|")
-        for e in events[:args.profile]:
-            print(f"| `{e.key}` | {e.count / args.steps:g} | {e.self_cpu_time_total / 1000 / args.steps:.3f} | "
-                  f"{100 * e.self_cpu_time_total / total:.1f}% |")
+        for row in profile_steps(engine, args.steps, args.profile):
+            print(f"| `{row['op']}` | {row['calls'] / args.steps:g} | {row['self_ms_per_step']:.3f} | "
+                  f"{100 * row['share']:.1f}% |")
 
 
 if __name__ == "__main__":

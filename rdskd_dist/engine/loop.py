@@ -84,7 +84,8 @@ class Distiller:
                                          weight_decay=cfg.weight_decay)
         else:
             # fused: one kernel over all of the student's tensors. A LeNet student's step is small enough for the
-            # per-tensor update to show (0.6 of about 8 ms at batch 64 on a 2-core CPU, 0.14 fused; session 35)
+            # per-tensor update to show (Adam's step 6.0% of a step at batch 64 on a 2-core CPU, 3.4% fused;
+            # docs/results/student_step_profile.md)
             self.opt_s = torch.optim.Adam(s_params, lr=cfg.lr_student, weight_decay=cfg.weight_decay,
                                           fused=device.type in ("cpu", "cuda") or None)
         self.sched_g = generator_schedule(self.opt_g, cfg, self.total_g_steps)

@@ -13,8 +13,8 @@ from rdskd_dist.models.registry import register_model
 def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
     """F.max_pool2d(x, 2), exactly. Where no gradient is wanted (a frozen teacher relabelling student batches,
     evaluation), the maximum of the four strided sub-grids: on a CPU ATen's pooling kernel vectorises over
-    channels, and LeNet's 6 and 16 leave it mostly idle (about 4x slower than this at LeNet-5's first pool, batch 64, session 35). The
-    gradient path keeps the kernel: the maxima's own backward is slower still."""
+    channels, and LeNet's 6 and 16 leave it mostly idle (about 4x slower than this at LeNet-5's first pool, batch
+    64, session 35). The gradient path keeps the kernel: the maxima's own backward is slower still."""
     if torch.is_grad_enabled() and x.requires_grad:
         return F.max_pool2d(x, 2)
     x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # odd sizes: floor, as max_pool2d does
